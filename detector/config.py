@@ -1,0 +1,28 @@
+"""Settings owned by the detector package (the `[detector]` table of config.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """How images are decoded and which model screens them."""
+
+    # "default" is the bundled model; otherwise a bundle folder (model.keras + model.json).
+    model: str = "default"
+    # Images handed to the model in one call.
+    batch_size: int = 32
+    # "auto" picks TensorFlow on a GPU and the fastest measured CPU runtime otherwise.
+    backend: str = field(default="auto", metadata={"choices": ("auto", "keras", "litert")})
+    # "auto" enables float16 mixed precision only when a GPU is visible.
+    mixed_precision: str = field(default="auto", metadata={"choices": ("auto", "on", "off")})
+    # Files larger than this are rejected before decoding.
+    max_file_bytes: int = 50_000_000
+    # Decompression-bomb guard: images with more pixels than this are rejected.
+    max_pixels: int = 40_000_000
+    # Overrides the model's own decision threshold when set (0..1).
+    threshold: float | None = None
+    # Folder of model bundles produced by training and registered in the database.
+    model_store: Path = Path("var/models")

@@ -1,0 +1,37 @@
+"""Settings owned by the training package (the `[training]` table of config.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingConfig:
+    """How new models are trained and when a candidate may replace the champion."""
+
+    # Training data: a folder (Kaggle layout or {real,ai}/), or "" to download `kaggle`.
+    data: Path | None = None
+    # Kaggle dataset handle downloaded through kagglehub when `data` is "".
+    kaggle: str = "philosopher0808/real-vs-ai-generated-faces-dataset"
+    # Architecture from the registry (see `deepfake-detector train --help`).
+    arch: str = "resnet_hp"
+    # Square input size of the model in pixels.
+    image_size: int = 128
+    # Upper bound on epochs; early stopping usually ends sooner.
+    epochs: int = 40
+    # Images per training step.
+    batch_size: int = 32
+    # Peak learning rate of the schedule.
+    learning_rate: float = 2e-3
+    # Epochs without validation improvement before stopping.
+    patience: int = 6
+    # Seed for splits, augmentation and initial weights.
+    seed: int = 1337
+    # Class folder names of the plain {real,ai}/ layout.
+    real_dir: str = "real"
+    ai_dir: str = "ai"
+    # Promotion gate: the candidate may be at most this much worse overall (accuracy) ...
+    promote_margin: float = 0.0
+    # ... and at most this much worse on any single source.
+    promote_source_margin: float = 0.01

@@ -1,0 +1,1 @@
+"""Sub-commands of the deepfake-detector CLI, one module each."""

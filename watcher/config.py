@@ -1,0 +1,66 @@
+"""Settings owned by the watcher package (the `[watcher]` and `[scheduler]` tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_IGNORE: tuple[str, ...] = (
+    ".*",
+    "._*",
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "@eaDir",
+    "*.part",
+    "*.crdownload",
+    "*.tmp",
+    "*.swp",
+    "~*",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherConfig:
+    """Which folders are watched and what happens to screened files."""
+
+    # Folders watched recursively for new images.
+    inbox: tuple[Path, ...] = (Path("inbox"),)
+    # Screened files are sorted into <output>/real, <output>/ai and <output>/rejected.
+    output: Path = Path("output")
+    # "move" sorts files into output; "keep" leaves them where they are.
+    on_verdict: str = field(default="move", metadata={"choices": ("move", "keep")})
+    # "auto" uses native events, or polling on network filesystems (NFS, SMB/CIFS, FUSE).
+    observer: str = field(default="auto", metadata={"choices": ("auto", "native", "polling")})
+    # Polling observer interval.
+    poll_interval_s: float = 2.0
+    # A file whose size and mtime stay unchanged this long is complete.
+    quiet_period_s: float = 1.0
+    # Full rescan of the inbox folders to catch whatever events missed.
+    rescan_interval_s: float = 60.0
+    # Longest wait for a batch to fill before it goes to the model.
+    max_wait_ms: int = 50
+    # Bounded queue between intake and the batcher; intake waits when it is full.
+    queue_size: int = 256
+    # Threads decoding images while the model runs.
+    decode_workers: int = 2
+    # Glob patterns (file or folder names) that are never screened.
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    # Longest backoff between retries of a failed move.
+    retry_max_s: float = 300.0
+    # A claim older than this is taken to belong to a dead daemon and is requeued.
+    claim_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Background jobs run inside `serve`."""
+
+    # Run the scheduler inside `serve`.
+    enabled: bool = True
+    # Regenerate the HTML reports every this many minutes (0 disables).
+    report_interval_min: float = 60.0
+    # Cron expression for retraining, e.g. "0 3 * * *" for nightly at 03:00; "" disables.
+    retrain_cron: str = ""
+    # A job that missed its time by up to this much still runs.
+    misfire_grace_s: int = 3600
