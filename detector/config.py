@@ -10,10 +10,10 @@ from pathlib import Path
 class DetectorConfig:
     """How images are decoded and which model screens them."""
 
-    # "default" is the bundled model; otherwise a bundle folder (model.keras + model.json).
+    # "default" serves the registry's champion, else the bundled model; a bundle folder pins one.
     model: str = "default"
     # Images handed to the model in one call.
-    batch_size: int = 32
+    batch_size: int = field(default=32, metadata={"min": 1})
     # "auto" picks TensorFlow on a GPU and the fastest measured CPU runtime otherwise.
     backend: str = field(default="auto", metadata={"choices": ("auto", "keras", "litert")})
     # "auto" enables float16 mixed precision only when a GPU is visible.
@@ -23,6 +23,6 @@ class DetectorConfig:
     # Decompression-bomb guard: images with more pixels than this are rejected.
     max_pixels: int = 40_000_000
     # Overrides the model's own decision threshold when set (0..1).
-    threshold: float | None = None
+    threshold: float | None = field(default=None, metadata={"max": 1.0})
     # Folder of model bundles produced by training and registered in the database.
     model_store: Path = Path("var/models")

@@ -41,9 +41,9 @@ class WatcherConfig:
     # Longest wait for a batch to fill before it goes to the model.
     max_wait_ms: int = 50
     # Bounded queue between intake and the batcher; intake waits when it is full.
-    queue_size: int = 256
+    queue_size: int = field(default=256, metadata={"min": 1})
     # Threads decoding images while the model runs.
-    decode_workers: int = 2
+    decode_workers: int = field(default=2, metadata={"min": 1})
     # Glob patterns (file or folder names) that are never screened.
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     # Longest backoff between retries of a failed move.

@@ -112,10 +112,18 @@ def _build(cls: type[Any], table: str, values: dict[str, Any], base_dir: Path) -
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, not {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{key} must not be negative, not {value!r}")
+        _check_range(value, key, f.metadata.get("min", 0), f.metadata.get("max"))
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _check_range(value: Any, key: str, low: float, high: float | None) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if value < low:
+        raise ConfigError(f"{key} must be at least {low}, not {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key} must be at most {high}, not {value!r}")
 
 
 def _coerce(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
