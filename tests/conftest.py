@@ -3,6 +3,147 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any, Protocol
 
-# Keep TensorFlow quiet and single-process friendly in tests.
+import numpy as np
+import pytest
+from PIL import Image
+
+# Keep TensorFlow quiet and single-process friendly in tests (set before any TF import).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_SIZE = 32
+# The tiny model learns brightness: images darker than ~100 are "real", brighter than ~155 "ai".
+DARK = (30, 30, 30)
+BRIGHT = (230, 230, 230)
+
+
+class ImageFactory(Protocol):
+    """Signature of the `image_factory` fixture."""
+
+    def __call__(
+        self,
+        path: str | Path = ...,
+        size: tuple[int, int] = ...,
+        color: Any = ...,
+        fmt: str = ...,
+        mode: str = ...,
+        *,
+        noise: float = ...,
+        seed: int = ...,
+        **save_kwargs: Any,
+    ) -> Path: ...
+
+
+def render_image(
+    size: tuple[int, int] = (64, 64),
+    color: Any = (128, 128, 128),
+    mode: str = "RGB",
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Image.Image:
+    """An in-memory image of `color` (+ optional gaussian noise), converted to `mode`."""
+    base = np.empty((size[1], size[0], 3), dtype=np.float64)
+    base[...] = np.asarray(color if isinstance(color, tuple) else (color,) * 3, dtype=np.float64)[
+        :3
+    ]
+    if noise:
+        base += np.random.default_rng(seed).normal(0.0, noise, base.shape)
+    rgb = Image.fromarray(np.clip(np.rint(base), 0, 255).astype(np.uint8))
+    if mode == "RGB":
+        return rgb
+    if mode in ("RGBA", "LA", "PA") and isinstance(color, tuple) and len(color) == 4:
+        converted = rgb.convert(mode)
+        converted.putalpha(int(color[3]))
+        return converted
+    if mode == "I;16":
+        # 8-bit gray scaled to the full 16-bit range (x * 257), as a real 16-bit PNG would be.
+        gray = np.asarray(rgb.convert("L"), dtype=np.uint16) * 257
+        return Image.fromarray(gray)
+    return rgb.convert(mode)
+
+
+@pytest.fixture
+def image_factory(tmp_path: Path) -> ImageFactory:
+    """Write a real image file; relative paths land in tmp_path. Returns the file's Path."""
+
+    def make_image(
+        path: str | Path = "image.jpg",
+        size: tuple[int, int] = (64, 64),
+        color: Any = (128, 128, 128),
+        fmt: str = "JPEG",
+        mode: str = "RGB",
+        *,
+        noise: float = 0.0,
+        seed: int = 0,
+        **save_kwargs: Any,
+    ) -> Path:
+        target = Path(path)
+        if not target.is_absolute():
+            target = tmp_path / target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = render_image(size, color, mode, noise=noise, seed=seed)
+        image.save(target, fmt, **save_kwargs)
+        return target
+
+    return make_image
+
+
+def _synthetic_training_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dark images are real (0), bright ones ai (1); half flat colour, half noisy texture."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 2).astype(np.float32)
+    means = np.where(labels == 1, rng.uniform(155, 255, n), rng.uniform(0, 100, n))
+    tint = rng.uniform(-20, 20, (n, 1, 1, 3))
+    noise = (
+        rng.normal(0, 25, (n, TINY_SIZE, TINY_SIZE, 3))
+        * (np.arange(n) % 4 >= 2)[:, None, None, None]
+    )
+    images = means[:, None, None, None] + tint + noise
+    return np.clip(images, 0, 255).astype(np.float32), labels
+
+
+def build_tiny_model(size: int = TINY_SIZE) -> Any:
+    """A tiny contract-obeying Keras model: preprocessing, two small convs, one logit."""
+    import keras
+
+    from detector import modelio
+
+    inputs = modelio.model_input()
+    x = modelio.build_preprocessing(inputs, size)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, modelio.logit_head(x), name="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tiny model (32 px) trained in seconds to call bright images ai and dark ones real."""
+    import keras
+
+    from detector.bundle import ModelMeta, new_version, save_bundle
+
+    keras.utils.set_random_seed(1234)
+    model = build_tiny_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    images, labels = _synthetic_training_set(512, seed=1)
+    history = model.fit(images, labels, batch_size=64, epochs=12, verbose=0)
+    accuracy = float(history.history["accuracy"][-1])
+    assert accuracy > 0.95, f"tiny model failed to learn brightness (accuracy {accuracy:.2f})"
+    meta = ModelMeta(
+        version=new_version("tiny"),
+        arch="tiny",
+        input_size=TINY_SIZE,
+        data_fingerprint="synthetic-brightness-v1",
+        metrics={"accuracy": accuracy},
+        training={"epochs": 12, "history": {"accuracy": history.history["accuracy"]}},
+    )
+    dest = tmp_path_factory.mktemp("models") / meta.version
+    return save_bundle(model, meta, dest)

@@ -1,0 +1,334 @@
+"""Batch prediction over a model bundle, on Keras (TensorFlow) or LiteRT.
+
+TensorFlow is imported only when the Keras backend is used: the LiteRT path starts in ~0.1 s
+and ~60 MB instead of ~4 s and ~700 MB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from detector.bundle import KERAS_FILE, TFLITE_FILE, ModelMeta, read_meta
+from detector.errors import ModelLoadError
+from detector.labels import Label
+
+logger = logging.getLogger(__name__)
+
+BACKENDS: Final[tuple[str, ...]] = ("auto", "keras", "litert")
+MIXED_PRECISION_MODES: Final[tuple[str, ...]] = ("auto", "on", "off")
+_PROBE_SIZE: Final[int] = 2
+# NVIDIA driver on Linux, or the WSL2 GPU bridge that TensorFlow's CUDA build uses on Windows.
+_GPU_DRIVER_PATHS: Final[tuple[str, ...]] = ("/proc/driver/nvidia/gpus", "/dev/nvidia0", "/dev/dxg")
+
+# Maps a (N, S, S, 3) uint8 batch to (N,) float64 logits.
+LogitFn = Callable[[np.ndarray], np.ndarray]
+
+
+def gpu_available() -> bool:
+    """True when TensorFlow can see a GPU; answers without importing TF when no driver exists."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    # No GPU driver: skip the 4-second TensorFlow import just to learn there is no GPU.
+    if not any(Path(p).exists() for p in _GPU_DRIVER_PATHS):
+        return False
+    try:
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    except Exception:  # a broken CUDA install must not stop CPU serving
+        logger.warning("GPU probe failed; using the CPU", exc_info=True)
+        return False
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware, unlike os.cpu_count in containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not available on macOS
+        return os.cpu_count() or 1
+
+
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable sigmoid(logits / temperature) as float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class Classifier:
+    """A loaded, probed model bundle that scores batches of decoded images as P(ai)."""
+
+    def __init__(
+        self,
+        *,
+        bundle_dir: Path,
+        meta: ModelMeta,
+        backend: str,
+        logits_fn: LogitFn,
+        threshold: float | None = None,
+    ) -> None:
+        self.bundle_dir = bundle_dir
+        self.meta = meta
+        self.backend = backend
+        self._logits_fn = logits_fn
+        self.threshold = meta.threshold if threshold is None else _check_threshold(threshold)
+        # Interpreters and traced functions are not meant for concurrent calls.
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        """The bundle's model version."""
+        return self.meta.version
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square images the model expects."""
+        return self.meta.input_size
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: Path,
+        *,
+        backend: str = "auto",
+        mixed_precision: str = "auto",
+        threshold: float | None = None,
+    ) -> Classifier:
+        """Load and probe a bundle; raises ModelLoadError for anything unusable."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if mixed_precision not in MIXED_PRECISION_MODES:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_MODES}")
+        if threshold is not None:
+            _check_threshold(threshold)
+        bundle_dir = Path(bundle_dir)
+        meta = _load_meta(bundle_dir)
+        chosen, logits_fn = _load_backend(bundle_dir, meta, backend, mixed_precision)
+        classifier = cls(
+            bundle_dir=bundle_dir,
+            meta=meta,
+            backend=chosen,
+            logits_fn=logits_fn,
+            threshold=threshold,
+        )
+        classifier.probe()
+        logger.info(
+            "loaded model %s (%s, %d px) from %s on %s, threshold %.3f",
+            meta.version,
+            meta.arch,
+            meta.input_size,
+            bundle_dir,
+            chosen,
+            classifier.threshold,
+        )
+        return classifier
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated P(ai) as float64 (N,) for a (N, S, S, 3) uint8 batch."""
+        size = self.meta.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
+            raise ValueError(f"batch must be (N, {size}, {size}, 3), got {batch.shape}")
+        if batch.dtype != np.uint8:
+            # A silent cast would turn 0..1 floats into black images with confident scores.
+            raise ValueError(f"batch must be uint8 pixels 0..255, got {batch.dtype}")
+        if batch.shape[0] == 0:
+            return np.zeros((0,), dtype=np.float64)
+        pixels = np.ascontiguousarray(batch)
+        with self._lock:
+            logits = self._logits_fn(pixels)
+        return sigmoid(logits.reshape(-1), self.meta.temperature)
+
+    def label_for(self, score: float) -> Label:
+        """AI when score >= threshold, else REAL."""
+        return Label.AI if score >= self.threshold else Label.REAL
+
+    def probe(self) -> np.ndarray:
+        """Run a small fixed batch; raises ModelLoadError on bad shape or non-finite scores."""
+        size = self.meta.input_size
+        batch = np.zeros((_PROBE_SIZE, size, size, 3), dtype=np.uint8)
+        batch[1] = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        try:
+            scores = self.predict(batch)
+        except Exception as exc:
+            raise ModelLoadError(f"model {self.meta.version} failed its probe: {exc}") from exc
+        if scores.shape != (_PROBE_SIZE,) or not np.all(np.isfinite(scores)):
+            raise ModelLoadError(f"model {self.meta.version} probe gave unusable scores {scores}")
+        if np.any((scores < 0.0) | (scores > 1.0)):
+            raise ModelLoadError(f"model {self.meta.version} probe scores out of range {scores}")
+        return scores
+
+    def __repr__(self) -> str:
+        return f"Classifier(version={self.version!r}, backend={self.backend!r})"
+
+
+def _check_threshold(threshold: float) -> float:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
+    return float(threshold)
+
+
+def _load_meta(bundle_dir: Path) -> ModelMeta:
+    if not bundle_dir.is_dir():
+        raise ModelLoadError(f"model bundle folder not found: {bundle_dir}")
+    try:
+        return read_meta(bundle_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"bad model.json in {bundle_dir}: {exc}") from exc
+
+
+def _load_backend(
+    bundle_dir: Path, meta: ModelMeta, backend: str, mixed_precision: str
+) -> tuple[str, LogitFn]:
+    """Resolve 'auto' and load the model: GPU -> keras; else litert when possible; else keras."""
+    tflite = bundle_dir / TFLITE_FILE
+    if backend == "litert":
+        if not tflite.is_file():
+            raise ModelLoadError(f"backend 'litert' needs {tflite}, which does not exist")
+        return "litert", _load_litert(tflite, meta.input_size)
+    if backend == "auto" and tflite.is_file() and not gpu_available():
+        try:
+            return "litert", _load_litert(tflite, meta.input_size)
+        except ModelLoadError as exc:
+            logger.warning("LiteRT unavailable for %s, falling back to Keras: %s", bundle_dir, exc)
+    return "keras", _load_keras(bundle_dir / KERAS_FILE, meta.input_size, mixed_precision)
+
+
+def _load_litert(path: Path, size: int) -> LogitFn:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path), num_threads=usable_cpus())
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load LiteRT model {path}: {exc}") from exc
+    return _LiteRTRunner(interpreter, size, path)
+
+
+class _LiteRTRunner:
+    """Runs a LiteRT interpreter, re-allocating tensors only when the batch size changes."""
+
+    def __init__(self, interpreter: Any, size: int, path: Path) -> None:
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError(f"{path} must have one input and one output")
+        shape = tuple(int(d) for d in inputs[0]["shape"][1:])
+        if shape != (size, size, 3):
+            raise ModelLoadError(f"{path} expects {shape} images, model.json says {size} px")
+        self._interpreter = interpreter
+        self._input = int(inputs[0]["index"])
+        self._output = int(outputs[0]["index"])
+        self._dtype = np.dtype(inputs[0]["dtype"])
+        self._batch = -1
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        n = int(batch.shape[0])
+        if n != self._batch:
+            self._interpreter.resize_tensor_input(self._input, list(batch.shape), strict=False)
+            self._interpreter.allocate_tensors()
+            self._batch = n
+        self._interpreter.set_tensor(self._input, batch.astype(self._dtype))
+        self._interpreter.invoke()
+        return np.asarray(self._interpreter.get_tensor(self._output), dtype=np.float64)
+
+
+def _load_keras(path: Path, size: int, mixed_precision: str) -> LogitFn:
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        import tensorflow as tf
+
+        use_gpu = gpu_available()
+        if use_gpu:
+            _enable_gpu_memory_growth(tf)
+        device = "/GPU:0" if use_gpu else "/CPU:0"
+        with tf.device(device):
+            model = _load_keras_model(path)
+            _check_keras_contract(model, path)
+            if _wants_mixed_precision(mixed_precision, use_gpu):
+                _switch_to_mixed_float16(model)
+            return _keras_logits_fn(tf, model, size, device)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load Keras model {path}: {exc}") from exc
+
+
+def _load_keras_model(path: Path) -> Any:
+    import keras
+
+    # safe_mode: no Lambda layers or arbitrary code from a model file.
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def _check_keras_contract(model: Any, path: Path) -> None:
+    inputs = getattr(model, "inputs", None) or []
+    outputs = getattr(model, "outputs", None) or []
+    if len(inputs) != 1 or tuple(inputs[0].shape)[-1:] != (3,):
+        raise ModelLoadError(f"{path} must take one (None, None, None, 3) image input")
+    if len(outputs) != 1 or tuple(outputs[0].shape)[1:] != (1,):
+        raise ModelLoadError(f"{path} must output one logit per image")
+
+
+def _wants_mixed_precision(mode: str, use_gpu: bool) -> bool:
+    if mode == "on" and not use_gpu:
+        # float16 kernels are slow on CPU; keep CPU results identical to training's float32.
+        logger.warning("mixed_precision='on' ignored: no GPU visible, running float32")
+    return use_gpu and mode in ("auto", "on")
+
+
+def _enable_gpu_memory_growth(tf: Any) -> None:
+    # Without this TensorFlow reserves all GPU memory for one small model.
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: too late to change, and harmless
+            logger.debug("GPU memory growth not changed for %s", gpu.name)
+
+
+def _switch_to_mixed_float16(model: Any) -> None:
+    """float16 compute, float32 variables for every float32 layer but those making outputs.
+
+    A loaded model keeps the dtype policies saved in its config (the global policy only applies
+    to layers built afterwards), so the policy is switched on the loaded layers themselves.
+    """
+    output_layers = {id(t._keras_history.operation) for t in model.outputs}
+    switched = 0
+    for layer in _walk_layers(model):
+        if id(layer) in output_layers or layer.dtype_policy.name != "float32":
+            continue
+        layer.dtype_policy = "mixed_float16"
+        switched += 1
+    logger.info("mixed precision: %d layers compute in float16", switched)
+
+
+def _walk_layers(model: Any) -> list[Any]:
+    found: list[Any] = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        found.append(layer)
+        found.extend(_walk_layers(layer))  # nested models (e.g. a backbone)
+    return found
+
+
+def _keras_logits_fn(tf: Any, model: Any, size: int, device: str) -> LogitFn:
+    """A tf.function with one fixed signature: no retracing, no model.predict overhead."""
+    spec = tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.uint8, name="image")
+
+    @tf.function(input_signature=[spec], jit_compile=False)
+    def logits(images: Any) -> Any:
+        # Cast on the device: a uint8 batch is 4x less to copy to a GPU than float32.
+        pixels = tf.cast(images, tf.float32)
+        return tf.cast(tf.reshape(model(pixels, training=False), [-1]), tf.float32)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with tf.device(device):
+            return np.asarray(logits(tf.constant(batch)).numpy(), dtype=np.float64)
+
+    return run
