@@ -1,1 +1,1 @@
-"""storage package."""
+"""Verdict storage: SQLAlchemy models, the Database handle, Alembic migrations, queries."""
