@@ -22,6 +22,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup lint
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -32,7 +32,10 @@ def test_embedded_defaults_resolve_against_cwd(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
     sub = tmp_path / "etc"
     sub.mkdir()
-    cfg = _write(sub, '[watcher]\ninbox = "in"\noutput = "/abs/out"\n[storage]\nurl = "sqlite:///db.sqlite"\n')
+    cfg = _write(
+        sub,
+        '[watcher]\ninbox = "in"\noutput = "/abs/out"\n[storage]\nurl = "sqlite:///db.sqlite"\n',
+    )
     settings = load_settings(cfg)
     assert settings.watcher.inbox == (sub / "in",)
     assert settings.watcher.output == Path("/abs/out")
@@ -44,7 +47,9 @@ def test_inbox_accepts_a_list(tmp_path: Path) -> None:
     assert load_settings(cfg).watcher.inbox == (tmp_path / "a", tmp_path / "b")
 
 
-def test_environment_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _write(tmp_path, "[detector]\nbatch_size = 7\n")
     monkeypatch.setenv(ENV_VAR, str(cfg))
     assert load_settings(None, cwd=ROOT).detector.batch_size == 7

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "watcher.commands.models",
     "watcher.commands.train",
     "watcher.commands.report",
+    "watcher.commands.schedule",
+    "watcher.commands.label",
 )
 
 EXIT_CONFIG = 2

@@ -50,6 +50,10 @@ class WatcherConfig:
     retry_max_s: float = 300.0
     # A claim older than this is taken to belong to a dead daemon and is requeued.
     claim_timeout_s: float = 300.0
+    # Name of this daemon in claims; "" = hostname + config folder (stable across restarts).
+    worker_id: str = ""
+    # How often (seconds) the daemon checks whether the model file or the champion changed.
+    model_poll_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,9 @@ _TABLES: dict[str, type[Any]] = {
 }
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path | None:
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, cwd: Path | None = None
+) -> Path | None:
     """The config file to read: --config, then $DEEPFAKE_DETECTOR_CONFIG, then ./config.toml."""
     chosen = explicit or os.environ.get(ENV_VAR)
     if chosen:
@@ -65,7 +67,9 @@ def find_config_file(explicit: str | os.PathLike[str] | None, cwd: Path | None =
     return local.resolve() if local.is_file() else None
 
 
-def load_settings(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Settings:
+def load_settings(
+    explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None
+) -> Settings:
     """Read and validate the configuration; embedded defaults when there is no file."""
     path = find_config_file(explicit, cwd)
     if path is None:
@@ -91,9 +95,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path, source: Path | None) -> 
             raise ConfigError(f"[{name}] must be a table")
         parts[name] = _build(cls, name, table, base_dir)
     settings = Settings(base_dir=base_dir, source=source, **parts)
-    return dataclasses.replace(
-        settings, storage=_resolve_storage_url(settings.storage, base_dir)
-    )
+    return dataclasses.replace(settings, storage=_resolve_storage_url(settings.storage, base_dir))
 
 
 def _build(cls: type[Any], table: str, values: dict[str, Any], base_dir: Path) -> Any:
@@ -101,17 +103,17 @@ def _build(cls: type[Any], table: str, values: dict[str, Any], base_dir: Path) -
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key [{table}] {unknown[0]} (known: {', '.join(fields)})"
-        )
+        raise ConfigError(f"unknown config key [{table}] {unknown[0]} (known: {', '.join(fields)})")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key = f"[{table}] {name}"
-        value = values[name] if name in values else f.default
+        value = values.get(name, f.default)
         value = _coerce(value, hints[name], key, base_dir)
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+            raise ConfigError(
+                f"{key} must be one of {', '.join(map(repr, choices))}, not {value!r}"
+            )
         _check_range(value, key, f.metadata.get("min", 0), f.metadata.get("max"))
         kwargs[name] = value
     return cls(**kwargs)
