@@ -1,0 +1,123 @@
+"""The daemon as a real process: SIGKILL mid-batch loses nothing, SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BRIGHT, DARK, ImageFactory
+from watcher.settings import load_settings
+
+from .conftest import Deployment, running_daemon, subprocess_env, wait_until, watcher_command
+
+
+def _backlog(dep: Deployment, image_factory: ImageFactory, n: int) -> list[str]:
+    names = []
+    for i in range(n):
+        name = f"f{i:04d}.jpg"
+        color = BRIGHT if i % 2 else DARK
+        image_factory(dep.inbox / f"d{i % 3}" / name, size=(96, 96), color=color, seed=i, noise=8.0)
+        names.append(name)
+    return names
+
+
+@contextmanager
+def _serve(dep: Deployment, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    log = (dep.root / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        watcher_command(dep.config, "serve", *args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(),
+        cwd=dep.root,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(60)
+        log.close()
+
+
+def _states(dep: Deployment) -> Counter[str]:
+    return Counter(row.state for row in dep.file_rows())
+
+
+def _assert_all_sorted_once(dep: Deployment, names: list[str]) -> None:
+    rows = dep.file_rows()
+    assert sorted(Path(r.path).name for r in rows) == sorted(names)  # one row per file
+    odd = [
+        (r.path, r.state, r.disposition, r.reason)
+        for r in rows
+        if r.state != "classified" or r.disposition != "moved"
+    ]
+    assert not odd
+    placed = [name for folder in dep.sorted_files().values() for name in folder]
+    assert sorted(placed) == sorted(names)  # each file sorted exactly once, no "(1)" copies
+    assert not [p for p in dep.inbox.rglob("*") if p.is_file()]
+    assert dep.prediction_count() == len(names)
+
+
+def test_sigkill_mid_batch_then_restart_screens_every_file_exactly_once(
+    deployment: Deployment, image_factory: ImageFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    deployment.write_config(queue_size=32)
+    names = _backlog(deployment, image_factory, 300)
+    with _serve(deployment) as proc:
+        # Kill while files are claimed (in the pipeline) and others already screened.
+        wait_until(
+            lambda: (s := _states(deployment))["classified"] >= 10 and s["claimed"] > 0,
+            timeout=60,
+            interval=0.005,
+            what="screening under way",
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    at_kill = _states(deployment)
+    assert at_kill["claimed"] > 0, f"nothing was in flight when killed: {at_kill}"
+    assert sum(at_kill.values()) <= len(names)
+    caplog.set_level(logging.INFO, logger="watcher")
+    with running_daemon(load_settings(deployment.config), once=True) as daemon:
+        wait_until(lambda: not daemon.pipeline.writer.is_alive(), timeout=120, what="--once")
+    _assert_all_sorted_once(deployment, names)
+    assert "requeued" in caplog.text  # the restart took back the dead run's claims at once
+
+
+def test_sigterm_finishes_the_batch_requeues_the_rest_and_exits_0(
+    deployment: Deployment, image_factory: ImageFactory
+) -> None:
+    deployment.write_config(queue_size=32)
+    names = _backlog(deployment, image_factory, 120)
+    with _serve(deployment) as proc:
+        wait_until(lambda: _states(deployment)["classified"] > 0, timeout=60, interval=0.005)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    log = (deployment.root / "serve.log").read_text()
+    # The start-up banner says where to drop files and how to see results.
+    assert str(deployment.inbox) in log and "deepfake-detector verdicts" in log
+    assert "received SIGTERM" in log and "watcher.daemon: stopped" in log
+    assert "Traceback" not in log
+    states = _states(deployment)
+    assert states["claimed"] == 0, states  # finished or handed back, never left claimed
+    assert not [r for r in deployment.file_rows() if r.disposition == "pending"]
+    with running_daemon(load_settings(deployment.config), once=True) as daemon:
+        wait_until(lambda: not daemon.pipeline.writer.is_alive(), timeout=120, what="--once")
+    _assert_all_sorted_once(deployment, names)
+
+
+@pytest.mark.slow
+def test_large_backlog_at_start_up(deployment: Deployment, image_factory: ImageFactory) -> None:
+    deployment.write_config(queue_size=64)
+    names = _backlog(deployment, image_factory, 1000)
+    with running_daemon(load_settings(deployment.config), once=True) as daemon:
+        wait_until(lambda: not daemon.pipeline.writer.is_alive(), timeout=300, what="--once")
+        assert daemon.pipeline.writer.peak_in_flight <= 64
+    _assert_all_sorted_once(deployment, names)

@@ -1,0 +1,224 @@
+"""The batcher: N decoded images or max_wait, whichever comes first, then one model call.
+
+Content already scored by the model in service (same sha256, in the database or seen moments
+ago) is not run through the model again, and duplicates inside one batch run once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from detector.imageio import LoadLimits
+from storage import queries
+from storage.db import Database
+from watcher.decoding import decode_job
+from watcher.messages import Classified, Decoded, Outcome, Rejected, Screened, WriterTask
+from watcher.models_watch import ActiveModel, ModelSlot
+from watcher.threads import WAKE_S, Worker, put_while_alive
+
+logger = logging.getLogger(__name__)
+
+# Scores remembered per model for content still on its way to the database.
+RECENT_SCORES = 4096
+
+
+class Batcher(Worker):
+    """Collects decoded images into batches, scores them and hands outcomes to the writer."""
+
+    def __init__(
+        self,
+        db: Database,
+        decoded: queue.Queue[Decoded | None],
+        tasks: queue.Queue[WriterTask],
+        slot: ModelSlot,
+        *,
+        batch_size: int,
+        max_wait_s: float,
+        limits: LoadLimits,
+        writer: threading.Thread,
+    ) -> None:
+        super().__init__("batcher")
+        self._db = db
+        self._decoded = decoded
+        self._tasks = tasks
+        self._slot = slot
+        self._batch_size = max(batch_size, 1)
+        self._max_wait_s = max_wait_s
+        self._limits = limits
+        self._writer = writer
+        # sha256 -> (score, label) of the model in service, for content not yet stored.
+        self._recent: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._recent_model = -1
+        self.batches = 0
+        self.files = 0
+
+    def on_stop(self) -> None:
+        """Wake the batcher if it waits for the first item of a batch."""
+        with contextlib.suppress(queue.Full):
+            self._decoded.put_nowait(None)
+
+    def loop(self) -> None:
+        """Batch, score and hand over until stopped; the batch in progress is finished."""
+        while self.should_keep_running():
+            items = self.collect()
+            if not items:
+                continue
+            try:
+                outcomes = self.screen(items, self._slot.active)
+            except Exception as exc:  # keep serving; these files end rejected with the error
+                logger.exception("screening a batch of %d failed", len(items))
+                outcomes = [
+                    Rejected(i.job, "unreadable", f"internal error while screening: {exc}")
+                    for i in items
+                ]
+            self.batches += 1
+            self.files += len(outcomes)
+            put_while_alive(self._tasks, Screened(tuple(outcomes)), self._writer)
+
+    def collect(self) -> list[Decoded]:
+        """Up to batch_size items; waits at most max_wait after the first one arrived."""
+        try:
+            first = self._decoded.get(timeout=WAKE_S)
+        except queue.Empty:
+            return []
+        items = [first] if first is not None else []
+        deadline = time.monotonic() + self._max_wait_s
+        while items and len(items) < self._batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._decoded.get(timeout=remaining) if remaining > 0 else None
+            except queue.Empty:
+                break
+            if item is None:
+                # Wait is over, or stop() woke us: take what is already there and go.
+                items.extend(self._drain(self._batch_size - len(items)))
+                break
+            items.append(item)
+        return items
+
+    def _drain(self, limit: int) -> list[Decoded]:
+        found: list[Decoded] = []
+        while len(found) < limit:
+            try:
+                item = self._decoded.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                found.append(item)
+        return found
+
+    def screen(self, items: list[Decoded], active: ActiveModel) -> list[Outcome]:
+        """Score a batch with `active`, reusing known verdicts for known content."""
+        size = active.classifier.input_size
+        fitted = [self._fit(item, size) for item in items]
+        decoded = [item for item in fitted if isinstance(item, Decoded)]
+        known = self._known_scores(decoded, active.model_version_id)
+        fresh: dict[str, Decoded] = {}
+        for image in decoded:
+            if image.sha256 not in known:
+                fresh.setdefault(image.sha256, image)
+        scores, infer_ms, errors = self._predict(list(fresh.values()), active)
+        self._remember(scores, active)
+        outcomes: list[Outcome] = []
+        for item in fitted:
+            if isinstance(item, Rejected):
+                outcomes.append(item)
+            elif item.sha256 in errors:
+                reason = f"the model could not screen this image: {errors[item.sha256]}"
+                outcomes.append(Rejected(item.job, "unreadable", reason, item.sha256))
+            else:
+                reused = item.sha256 in known
+                if reused:
+                    score, label = known[item.sha256]
+                else:
+                    score = scores[item.sha256]
+                    label = str(active.classifier.label_for(score).value)
+                outcomes.append(self._classified(item, score, label, active, infer_ms, reused))
+        return outcomes
+
+    def _fit(self, item: Decoded, size: int) -> Decoded | Rejected:
+        """Decoded for an earlier model of another input size: decode again for this one."""
+        if item.pixels.shape[:2] == (size, size):
+            return item
+        return decode_job(item.job, size, self._limits)
+
+    def _known_scores(
+        self, items: list[Decoded], model_version_id: int
+    ) -> dict[str, tuple[float, str]]:
+        if model_version_id != self._recent_model:
+            self._recent.clear()
+            self._recent_model = model_version_id
+        known = {i.sha256: self._recent[i.sha256] for i in items if i.sha256 in self._recent}
+        missing = {i.sha256 for i in items} - known.keys()
+        if missing:
+            with self._db.session() as s:
+                stored = queries.predictions_for(s, missing, model_version_id)
+                known.update({sha: (p.score, p.label) for sha, p in stored.items()})
+        return known
+
+    def _remember(self, scores: dict[str, float], active: ActiveModel) -> None:
+        for sha256, score in scores.items():
+            self._recent[sha256] = (score, str(active.classifier.label_for(score).value))
+        while len(self._recent) > RECENT_SCORES:
+            self._recent.popitem(last=False)
+
+    def _predict(
+        self, items: list[Decoded], active: ActiveModel
+    ) -> tuple[dict[str, float], float, dict[str, str]]:
+        """Scores by sha256, model time per image (ms), and errors for images that failed."""
+        if not items:
+            return {}, 0.0, {}
+        start = time.perf_counter()
+        try:
+            scores = active.classifier.predict(np.stack([i.pixels for i in items]))
+            found = {i.sha256: float(s) for i, s in zip(items, scores, strict=True)}
+            errors: dict[str, str] = {}
+        except Exception:
+            # One image should not cost the batch: find the culprit by running them singly.
+            logger.exception("model failed on a batch of %d; retrying one by one", len(items))
+            found, errors = self._predict_singly(items, active)
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        return found, elapsed_ms / len(items), errors
+
+    def _predict_singly(
+        self, items: list[Decoded], active: ActiveModel
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        found: dict[str, float] = {}
+        errors: dict[str, str] = {}
+        for item in items:
+            try:
+                found[item.sha256] = float(active.classifier.predict(item.pixels[None])[0])
+            except Exception as exc:
+                errors[item.sha256] = str(exc) or type(exc).__name__
+        return found, errors
+
+    @staticmethod
+    def _classified(
+        item: Decoded,
+        score: float,
+        label: str,
+        active: ActiveModel,
+        infer_ms: float,
+        reused: bool,
+    ) -> Classified:
+        return Classified(
+            job=item.job,
+            sha256=item.sha256,
+            score=score,
+            label=label,
+            model_version_id=active.model_version_id,
+            model_version=active.classifier.version,
+            width=item.width,
+            height=item.height,
+            format=item.format,
+            decode_ms=item.decode_ms,
+            infer_ms=0.0 if reused else infer_ms,
+            reused=reused,
+        )

@@ -1,0 +1,111 @@
+"""`deepfake-detector scan PATH...`: screen files and folders now; one line per file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from detector.errors import ModelLoadError
+from storage.db import Database
+from watcher.messages import Verdict
+from watcher.scanning import ScanFailed, ScanTally, expand_targets, run_scan
+from watcher.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_MISSING = 2
+PROGRESS_EVERY_S = 0.2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `scan` sub-command."""
+    parser = subparsers.add_parser(
+        "scan",
+        help="screen files and folders now",
+        description=(
+            "Screen image files and folders (recursively) now and store every verdict. "
+            "Files are never moved or changed. Exit status 0 when every file was handled, "
+            "rejected ones included."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per line (verdicts view fields)"
+    )
+    parser.set_defaults(func=run)
+
+
+def format_line(verdict: Verdict) -> str:
+    """The human-readable line for one verdict."""
+    if verdict.status == "classified":
+        score = f"{verdict.score:.3f}" if verdict.score is not None else "-"
+        return f"{verdict.label or '?':<8}  {score:>5}  {verdict.path}"
+    return f"{'rejected':<8}  {'-':>5}  {verdict.path}  ({verdict.reason})"
+
+
+class Printer:
+    """Writes verdict lines to stdout and, on a terminal, a progress line to stderr."""
+
+    def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
+        self._json = as_json
+        self._out = out
+        self._err = err
+        self._progress = err.isatty()
+        self._drawn = False
+        self._next_draw = 0.0
+
+    def __call__(self, verdict: Verdict | None, tally: ScanTally, total: int | None) -> None:
+        """Print one verdict (None: just refresh the progress line)."""
+        if verdict is not None:
+            self._clear()
+            line = json.dumps(verdict.to_json_dict()) if self._json else format_line(verdict)
+            self._out.write(line + "\n")
+            self._out.flush()
+        if self._progress and time.monotonic() >= self._next_draw:
+            self._next_draw = time.monotonic() + PROGRESS_EVERY_S
+            of = f"/{total}" if total is not None else ""
+            self._err.write(f"\rscreened {tally.total}{of} ... {tally.rejected} rejected")
+            self._err.flush()
+            self._drawn = True
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self._err.write("\r\x1b[K")
+            self._err.flush()
+            self._drawn = False
+
+    def finish(self, tally: ScanTally) -> None:
+        """Clear the progress line and, on a terminal, print the summary."""
+        self._clear()
+        if self._progress:
+            self._err.write(f"scanned {tally.summary()}\n")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Screen the given paths; 0 when every file was handled, 1 when the run failed."""
+    if args.verbose < 1:
+        # stdout already has one line per file; the per-file log lines would repeat it.
+        logging.getLogger("watcher.writer").setLevel(logging.WARNING)
+    targets, missing = expand_targets(args.paths)
+    for arg in missing:
+        print(f"deepfake-detector scan: no such file or folder: {arg}", file=sys.stderr)
+    printer = Printer(args.json, sys.stdout, sys.stderr)
+    try:
+        with Database.open(settings.storage) as db:
+            tally = run_scan(settings, db, targets, printer)
+    except ModelLoadError as exc:
+        print(f"deepfake-detector scan: no usable model: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ScanFailed, OSError, SQLAlchemyError) as exc:
+        printer.finish(ScanTally())
+        print(f"deepfake-detector scan: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    printer.finish(tally)
+    return EXIT_MISSING if missing else 0

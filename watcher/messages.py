@@ -1,0 +1,143 @@
+"""Messages passed between pipeline stages; all frozen, slotted and cheap to queue."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ORIGIN_INBOX = "inbox"
+ORIGIN_SCAN = "scan"
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """A complete file the intake found; the writer turns it into a `files` row."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed `files` row on its way to the decoders."""
+
+    file_id: int
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    origin: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A job whose bytes were read and decoded to the model's input size."""
+
+    job: Job
+    sha256: str
+    pixels: np.ndarray
+    width: int
+    height: int
+    format: str
+    decode_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """A job the model (or an earlier verdict on the same content) scored."""
+
+    job: Job
+    sha256: str
+    score: float
+    label: str
+    model_version_id: int
+    model_version: str
+    width: int
+    height: int
+    format: str
+    decode_ms: float
+    infer_ms: float
+    reused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A job that cannot be screened, with the detector's rejection code and reason."""
+
+    job: Job
+    code: str
+    reason: str
+    sha256: str | None = None
+
+
+Outcome = Classified | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """Writer task: store these outcomes (one transaction)."""
+
+    outcomes: tuple[Outcome, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivateModel:
+    """Writer task: register a model version, record its activation, reply with its id."""
+
+    version: str
+    arch: str
+    path: str
+    input_size: int
+    threshold: float
+    data_fingerprint: str
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    reply: Future[int] = field(default_factory=Future, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WhenIdle:
+    """Writer task: resolve `reply` once nothing is queued, claimed or due to be moved."""
+
+    reply: Future[None] = field(default_factory=Future, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Writer task: store what is queued before this, release open claims, exit."""
+
+
+WriterTask = Discovered | Screened | ActivateModel | WhenIdle | Stop
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The user-facing verdict of one file (the fields of the `verdicts` view that scan prints)."""
+
+    file_id: int
+    path: str
+    sha256: str | None
+    status: str
+    label: str | None
+    score: float | None
+    model_version: str | None
+    reason: str | None
+    created_at: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The fields `scan --json` prints, in the documented order."""
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "status": self.status,
+            "label": self.label,
+            "score": self.score,
+            "model_version": self.model_version,
+            "reason": self.reason,
+            "created_at": self.created_at,
+        }

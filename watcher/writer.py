@@ -1,0 +1,552 @@
+"""The one thread that writes to the database (Home Assistant recorder style).
+
+Every stage hands its results to this thread as small typed tasks on one bounded queue; it
+stores them, claims the next files through the database (so several daemons can share one
+database), feeds the claimed jobs to the decoders and, once a verdict is committed, moves the
+file. Work in flight is bounded by `credit`: the writer only claims what the pipeline has room
+for, so a backlog of any size lives in the `files` table, not in memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage import queries
+from storage.db import Database
+from storage.models import FINAL_FILE_STATES, FileRow, ModelVersion, Prediction, utcnow
+from watcher.disposition import MoveFailed, backoff_s, folder_for, move_file
+from watcher.messages import (
+    ORIGIN_INBOX,
+    ActivateModel,
+    Classified,
+    Discovered,
+    Job,
+    Outcome,
+    Rejected,
+    Screened,
+    Stop,
+    Verdict,
+    WhenIdle,
+    WriterTask,
+)
+from watcher.models_watch import activate
+from watcher.threads import WAKE_S, Worker
+
+logger = logging.getLogger(__name__)
+
+# A file claimed this many times never finished screening: the process probably died on it.
+MAX_ATTEMPTS = 5
+# Tasks stored per loop turn; consecutive tasks of one kind share a transaction.
+DRAIN_MAX = 512
+# How often failed or interrupted moves are looked for.
+DUE_CHECK_S = 0.5
+DUE_LIMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class WriterOptions:
+    """How the writer claims, stores and disposes."""
+
+    worker_id: str
+    # Most files claimed and not yet stored at any moment (bounds memory).
+    credit: int
+    claim_timeout_s: float
+    # scan: claim only the paths this run discovered, and report each one's verdict.
+    scan: bool
+    # Sort screened inbox files into output/{real,ai,rejected}.
+    move: bool
+    output: Path
+    inboxes: tuple[Path, ...]
+    retry_max_s: float
+    # How often to look for work other processes left (pending rows, stale claims).
+    poll_s: float = 1.0
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 or None."""
+    return value.isoformat() if value is not None else None
+
+
+def verdict_of(s: Session, row: FileRow) -> Verdict:
+    """The user-facing verdict of a file row in a final state."""
+    label = version = None
+    score: float | None = None
+    if row.prediction_id is not None:
+        prediction = s.get(Prediction, row.prediction_id)
+        if prediction is not None:
+            label, score = prediction.label, prediction.score
+            model = s.get(ModelVersion, prediction.model_version_id)
+            version = model.version if model is not None else None
+    return Verdict(
+        file_id=row.id,
+        path=row.path,
+        sha256=row.sha256,
+        status=row.state,
+        label=label,
+        score=score,
+        model_version=version,
+        reason=row.reason,
+        created_at=iso(row.screened_at),
+    )
+
+
+def outcome_verdict(outcome: Outcome, row: FileRow) -> Verdict:
+    """The verdict of an outcome just stored (no extra query)."""
+    if isinstance(outcome, Classified):
+        return Verdict(
+            row.id,
+            row.path,
+            outcome.sha256,
+            "classified",
+            outcome.label,
+            outcome.score,
+            outcome.model_version,
+            row.reason,
+            iso(row.screened_at),
+        )
+    return Verdict(
+        row.id, row.path, row.sha256, "rejected", None, None, None, outcome.reason,
+        iso(row.screened_at),
+    )  # fmt: skip
+
+
+def _is_under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+class DbWriter(Worker):
+    """Owns every database write of the pipeline; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        options: WriterOptions,
+        tasks: queue.Queue[WriterTask],
+        jobs: queue.Queue[Job | None],
+        on_final: Callable[[Verdict], None] | None = None,
+    ) -> None:
+        super().__init__("db-writer")
+        self._db = db
+        self._opt = options
+        self._tasks = tasks
+        self._jobs = jobs
+        self._on_final = on_final
+        self._in_flight: dict[int, Job] = {}
+        # Most files ever claimed and unfinished at once (memory stays bounded by credit).
+        self.peak_in_flight = 0
+        self._maybe_pending = True
+        self._to_claim: deque[str] = deque()
+        self._watched: dict[int, Discovered] = {}
+        self._waiting: dict[int, Discovered] = {}
+        self._failures: dict[int, int] = {}
+        self._idle_waiters: list[WhenIdle] = []
+        self._due_found = True
+        self._next_poll = 0.0
+        self._next_due = 0.0
+
+    @property
+    def worker_id(self) -> str:
+        """The name this writer claims files under."""
+        return self._opt.worker_id
+
+    @property
+    def in_flight(self) -> int:
+        """Files claimed by this writer and not yet stored."""
+        return len(self._in_flight)
+
+    def on_stop(self) -> None:
+        """Queue a Stop task behind the work already queued, so that work is stored first."""
+        while self.is_alive():
+            try:
+                self._tasks.put(Stop(), timeout=WAKE_S)
+                return
+            except queue.Full:
+                continue
+
+    def loop(self) -> None:
+        """Store tasks, claim work and retry moves until a Stop task arrives."""
+        stop = False
+        while not stop:
+            stop = self._handle(self._take_tasks())
+            try:
+                self._housekeeping()
+            except Exception:  # a database hiccup: log, and try again next turn
+                logger.exception("writer housekeeping failed")
+        self._finish()
+
+    # --- the task loop -------------------------------------------------------------------
+
+    def _take_tasks(self) -> list[WriterTask]:
+        wait = min(self._next_poll, self._next_due) - time.monotonic()
+        try:
+            first = self._tasks.get(timeout=min(max(wait, 0.0), self._opt.poll_s))
+        except queue.Empty:
+            return []
+        items = [first]
+        while len(items) < DRAIN_MAX:
+            try:
+                items.append(self._tasks.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _handle(self, tasks: list[WriterTask]) -> bool:
+        """Store tasks, grouping runs of one kind into one transaction; True on Stop."""
+        stop = False
+        for kind, run in itertools.groupby(tasks, key=type):
+            group: list[Any] = list(run)
+            try:
+                if kind is Discovered:
+                    self._discover(group)
+                elif kind is Screened:
+                    self._store([o for task in group for o in task.outcomes])
+                elif kind is ActivateModel:
+                    for task in group:
+                        self._activate(task)
+                elif kind is WhenIdle:
+                    self._idle_waiters.extend(group)
+                elif kind is Stop:
+                    stop = True
+            except Exception:  # one bad group must not stop the writer
+                logger.exception("could not store %d %s task(s)", len(group), kind.__name__)
+        return stop
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_due or self._idle_waiters:
+            self._next_due = now + DUE_CHECK_S
+            self._due_found = self._run_due()
+        if self._opt.scan and self._waiting and now >= self._next_poll:
+            self._retry_waiting()
+        self._claim(poll=now >= self._next_poll)
+        if now >= self._next_poll:
+            self._next_poll = now + self._opt.poll_s
+        if self._idle_waiters and self._is_idle():
+            for waiter in self._idle_waiters:
+                waiter.reply.set_result(None)
+            self._idle_waiters.clear()
+
+    def _is_idle(self) -> bool:
+        return (
+            self._tasks.empty()
+            and not self._in_flight
+            and not self._maybe_pending
+            and not self._to_claim
+            and not self._waiting
+            and not self._due_found
+        )
+
+    def _finish(self) -> None:
+        """Give back claims of work that was not stored (requeued for the next run)."""
+        try:
+            released = self._db.retrying(lambda s: queries.release_claims(s, self._opt.worker_id))
+            if released:
+                logger.info("requeued %d unfinished file(s) for the next run", released)
+        except Exception:
+            logger.exception("could not release claims; they expire after claim_timeout_s")
+        for waiter in self._idle_waiters:
+            waiter.reply.set_result(None)
+        self._idle_waiters.clear()
+
+    # --- discovery -------------------------------------------------------------------------
+
+    def _discover(self, items: list[Discovered]) -> None:
+        def txn(s: Session) -> list[tuple[FileRow, bool, bool]]:
+            return [self._discover_one(s, d) for d in items]
+
+        for d, (row, created, again) in zip(items, self._db.retrying(txn), strict=True):
+            if created:
+                logger.info("discovered %s", d.path)
+            elif again:
+                logger.info("%s is back in the inbox; sorting it again", d.path)
+            self._after_discover(d, row)
+
+    def _discover_one(self, s: Session, d: Discovered) -> tuple[FileRow, bool, bool]:
+        row, created = queries.discover_file(
+            s, path=d.path, size_bytes=d.size_bytes, mtime_ns=d.mtime_ns, origin=d.origin
+        )
+        again = not created and self._is_rearrival(row, d)
+        if again:
+            queries.record_disposition(s, row.id, disposition="pending")
+        return row, created, again
+
+    def _is_rearrival(self, row: FileRow, d: Discovered) -> bool:
+        """A screened file back at its old path with the same size and mtime (e.g. `mv` back)."""
+        if self._opt.scan or not self._opt.move or d.origin != ORIGIN_INBOX:
+            return False
+        if row.state not in FINAL_FILE_STATES or row.disposition in (None, "pending"):
+            return False
+        try:
+            st = Path(d.path).lstat()
+        except OSError:
+            return False  # e.g. moved away by this thread since the intake saw it
+        return (st.st_size, st.st_mtime_ns) == (row.size_bytes, row.mtime_ns)
+
+    def _after_discover(self, d: Discovered, row: FileRow) -> None:
+        final = row.state in FINAL_FILE_STATES
+        if not self._opt.scan:
+            self._maybe_pending = self._maybe_pending or not final
+            return
+        if final:
+            self._report_existing([row])
+        elif row.id not in self._watched:
+            self._watched[row.id] = d
+            self._to_claim.append(d.path)
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def _claim(self, *, poll: bool) -> None:
+        room = self._opt.credit - len(self._in_flight)
+        if room <= 0:
+            return
+        paths: list[str] | None = None
+        if self._opt.scan:
+            paths = [self._to_claim.popleft() for _ in range(min(room, len(self._to_claim)))]
+            if not paths:
+                return
+        elif not (self._maybe_pending or poll):
+            return
+        rows = self._db.retrying(
+            lambda s: queries.claim_files(
+                s,
+                worker=self._opt.worker_id,
+                limit=room,
+                stale_after_s=self._opt.claim_timeout_s,
+                paths=paths,
+            )
+        )
+        if paths is None:
+            self._maybe_pending = len(rows) >= room
+        for row in rows:
+            self._dispatch(row)
+        if paths is not None:
+            self._park_unclaimed(set(paths))
+
+    def _dispatch(self, row: FileRow) -> None:
+        job = Job(row.id, row.path, row.size_bytes, row.mtime_ns, row.origin, row.attempts)
+        self._in_flight[job.file_id] = job
+        self.peak_in_flight = max(self.peak_in_flight, len(self._in_flight))
+        if row.attempts > MAX_ATTEMPTS:
+            reason = (
+                f"screening was interrupted {row.attempts - 1} times "
+                "(did the process crash on this file?)"
+            )
+            self._store([Rejected(job, "unreadable", reason)])
+            return
+        self._jobs.put(job)  # never blocks: credit bounds what is queued
+
+    def _park_unclaimed(self, paths: set[str]) -> None:
+        """Scan: rows another worker holds are looked at again every poll."""
+        for file_id, d in self._watched.items():
+            if d.path in paths and file_id not in self._in_flight:
+                self._waiting[file_id] = d
+
+    def _retry_waiting(self) -> None:
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+
+        def txn(s: Session) -> list[FileRow]:
+            return [self._discover_one(s, d)[0] for d in waiting]
+
+        rows = self._db.retrying(txn)
+        self._report_existing([r for r in rows if r.state in FINAL_FILE_STATES])
+        self._to_claim.extend(r.path for r in rows if r.state not in FINAL_FILE_STATES)
+
+    # --- storing outcomes ------------------------------------------------------------------
+
+    def _store(self, outcomes: list[Outcome]) -> None:
+        """Commit the verdicts (one transaction), then move the files."""
+        if not outcomes:
+            return
+        try:
+            rows: list[FileRow | None] = list(
+                self._db.retrying(lambda s: [self._store_one(s, o) for o in outcomes])
+            )
+        except Exception:
+            logger.exception("storing %d verdicts failed; storing them one by one", len(outcomes))
+            rows = [self._store_alone(o) for o in outcomes]
+        to_move: list[tuple[FileRow, str, str | None]] = []
+        for outcome, row in zip(outcomes, rows, strict=True):
+            self._in_flight.pop(outcome.job.file_id, None)
+            if row is None:
+                continue  # still claimed in the database: requeued after claim_timeout_s
+            _log_outcome(outcome)
+            if row.disposition == "pending":
+                label = outcome.label if isinstance(outcome, Classified) else None
+                to_move.append((row, row.state, label))
+            self._report(outcome, row)
+        if to_move:
+            self._dispose(to_move)
+
+    def _store_one(self, s: Session, outcome: Outcome) -> FileRow:
+        job = outcome.job
+        disposition = self._initial_disposition(outcome)
+        if isinstance(outcome, Rejected):
+            return queries.mark_rejected(
+                s,
+                job.file_id,
+                code=outcome.code,
+                reason=outcome.reason,
+                sha256=outcome.sha256,
+                disposition=disposition,
+            )
+        image = queries.upsert_image(
+            s, outcome.sha256, job.size_bytes, outcome.width, outcome.height, outcome.format
+        )
+        # Get-or-create: the same content screened twice in flight keeps one prediction.
+        prediction = queries.add_prediction(
+            s,
+            image_id=image.id,
+            model_version_id=outcome.model_version_id,
+            score=outcome.score,
+            label=outcome.label,
+            decode_ms=outcome.decode_ms,
+            infer_ms=outcome.infer_ms,
+        )
+        return queries.mark_classified(
+            s,
+            job.file_id,
+            sha256=outcome.sha256,
+            prediction_id=prediction.id,
+            disposition=disposition,
+        )
+
+    def _store_alone(self, outcome: Outcome) -> FileRow | None:
+        """Store one outcome; if even that fails, record the file as rejected with the error."""
+        try:
+            return self._db.retrying(lambda s: self._store_one(s, outcome))
+        except Exception as exc:
+            logger.exception("could not store the verdict for %s", outcome.job.path)
+            fallback = Rejected(outcome.job, "unreadable", f"internal error storing verdict: {exc}")
+        try:
+            return self._db.retrying(lambda s: self._store_one(s, fallback))
+        except Exception:
+            logger.exception("could not record %s as rejected either", outcome.job.path)
+            return None
+
+    def _initial_disposition(self, outcome: Outcome) -> str | None:
+        if isinstance(outcome, Rejected) and outcome.code == "vanished":
+            return None  # nothing left to sort
+        job = outcome.job
+        if self._move_allowed(job.origin, job.path):
+            return "pending"
+        return "kept"
+
+    def _move_allowed(self, origin: str, path: str) -> bool:
+        """Only the daemon's own inbox files are ever moved (scan never moves)."""
+        if self._opt.scan or not self._opt.move or origin != ORIGIN_INBOX:
+            return False
+        return _is_under(Path(path), self._opt.inboxes)
+
+    def _activate(self, task: ActivateModel) -> None:
+        try:
+            task.reply.set_result(self._db.retrying(lambda s: activate(s, task)))
+        except Exception as exc:
+            logger.exception("could not register model %s", task.version)
+            task.reply.set_exception(exc)
+
+    # --- reporting (scan) ------------------------------------------------------------------
+
+    def _report(self, outcome: Outcome, row: FileRow) -> None:
+        if self._watched.pop(row.id, None) is not None and self._on_final is not None:
+            self._on_final(outcome_verdict(outcome, row))
+
+    def _report_existing(self, rows: list[FileRow]) -> None:
+        if not rows:
+            return
+        with self._db.session() as s:
+            verdicts = [verdict_of(s, row) for row in rows]
+        for verdict in verdicts:
+            self._watched.pop(verdict.file_id, None)
+            self._waiting.pop(verdict.file_id, None)
+            if self._on_final is not None:
+                self._on_final(verdict)
+
+    # --- disposition -----------------------------------------------------------------------
+
+    def _run_due(self) -> bool:
+        """Retry moves that failed or were interrupted; True when there were any."""
+        now = utcnow()
+        with self._db.session() as s:
+            rows = queries.due_dispositions(s, now, DUE_LIMIT)
+            items = [
+                (row, row.state, verdict_of(s, row).label)
+                for row in rows
+                if row.id not in self._in_flight
+            ]
+        if items:
+            self._dispose(items)
+        return bool(items)
+
+    def _dispose(self, items: list[tuple[FileRow, str, str | None]]) -> None:
+        """Move each file (verdict already committed), then record where it went."""
+        records = [self._move_one(row, status, label) for row, status, label in items]
+
+        def txn(s: Session) -> None:
+            for file_id, fields in records:
+                queries.record_disposition(s, file_id, **fields)
+
+        self._db.retrying(txn)
+
+    def _move_one(self, row: FileRow, status: str, label: str | None) -> tuple[int, dict[str, Any]]:
+        if not self._move_allowed(row.origin, row.path):
+            return row.id, {"disposition": "kept"}
+        folder = folder_for(self._opt.output, status, label)
+        try:
+            dest = move_file(
+                Path(row.path),
+                folder,
+                size_bytes=row.size_bytes,
+                mtime_ns=row.mtime_ns,
+                sha256=row.sha256,
+            )
+        except MoveFailed as exc:
+            return row.id, self._move_failed(row, exc)
+        self._failures.pop(row.id, None)
+        logger.info("moved %s -> %s", row.path, dest)
+        return row.id, {"disposition": "moved", "dest_path": str(dest)}
+
+    def _move_failed(self, row: FileRow, exc: MoveFailed) -> dict[str, Any]:
+        if not exc.retry:
+            logger.warning("not moving %s: %s", row.path, exc.reason)
+            self._failures.pop(row.id, None)
+            return {"disposition": "failed", "reason": exc.reason}
+        failures = self._failures[row.id] = self._failures.get(row.id, 0) + 1
+        delay = backoff_s(failures, self._opt.retry_max_s)
+        logger.warning(
+            "cannot move %s: %s; attempt %d, retrying in %.1f s",
+            row.path,
+            exc.reason,
+            failures,
+            delay,
+        )
+        return {
+            "disposition": "pending",
+            "reason": f"move failed: {exc.reason}",
+            "next_attempt_at": utcnow() + timedelta(seconds=delay),
+        }
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    if isinstance(outcome, Classified):
+        logger.info(
+            "screened %s: %s (score %.3f, model %s%s)",
+            outcome.job.path,
+            outcome.label,
+            outcome.score,
+            outcome.model_version,
+            ", verdict reused" if outcome.reused else "",
+        )
+    else:
+        logger.info("rejected %s: %s (%s)", outcome.job.path, outcome.reason, outcome.code)
