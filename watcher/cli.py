@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,24 +13,32 @@ from watcher.settings import ConfigError, load_settings
 
 logger = logging.getLogger(__name__)
 
+# TensorFlow's C++ start-up chatter would bury the one line per file the CLI prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 # Each module defines `register(subparsers)`, which adds its sub-command(s) and sets
-# `func(args, settings) -> int` as the parser default.
-COMMAND_MODULES = (
-    "watcher.commands.scan",
-    "watcher.commands.serve",
-    "watcher.commands.verdicts",
-    "watcher.commands.models",
-    "watcher.commands.train",
-    "watcher.commands.report",
-    "watcher.commands.schedule",
-    "watcher.commands.label",
-)
+# `func(args, settings) -> int` as the parser default. Keyed by sub-command name so that a run
+# imports only its own module: `report` pulls in matplotlib and scikit-learn, `train` Keras, and
+# `scan` of one image must not pay for those.
+COMMANDS: dict[str, str] = {
+    "scan": "watcher.commands.scan",
+    "serve": "watcher.commands.serve",
+    "verdicts": "watcher.commands.verdicts",
+    "models": "watcher.commands.models",
+    "train": "watcher.commands.train",
+    "evaluate": "watcher.commands.train",
+    "report": "watcher.commands.report",
+    "schedule": "watcher.commands.schedule",
+    "retrain": "watcher.commands.schedule",
+    "label": "watcher.commands.label",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 EXIT_CONFIG = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command that is installed."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every sub-command, or only the module that provides `command`."""
     parser = argparse.ArgumentParser(
         prog="deepfake-detector",
         description="Screen face images: real photograph or AI-generated.",
@@ -42,15 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import error inside the module, not a missing command
-                raise
-            continue
-        module.register(sub)
+    modules = (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
+
+
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in argv (the first word that is not a global option), if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
@@ -68,7 +83,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
     try:
