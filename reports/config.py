@@ -18,3 +18,5 @@ class ReportsConfig:
     eda_sample: int = 400
     # Days of service history shown in the operations report.
     operations_days: int = 30
+    # Write reports private to the daemon's user (files 0600, folder 0700); false = world-readable.
+    private: bool = True

@@ -1,0 +1,365 @@
+"""`deepfake-detector report [evaluation|eda|operations|all]`: write the static HTML reports.
+
+This is where the packages meet: `training` loads the data and computes the metrics (its
+`evaluate` is the one metrics implementation), `storage` keeps them, `reports` draws them.
+`generate_reports` is shared by the command, the scheduler's job and retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy.orm import Session
+
+from detector.bundle import ModelMeta, read_meta
+from reports.eda import build_eda_page
+from reports.evaluation import EvaluationInput, PreviousModel, ScoredImage, build_evaluation_page
+from reports.operations import build_operations_page, collect
+from reports.page import Stamp, write_atomic
+from reports.site import write_index, write_report
+from storage import queries
+from storage.db import Database
+from storage.models import utcnow
+from training.datasets import DatasetError, DatasetSplits, Sample, fingerprint, load_layout
+from watcher.models_watch import ModelChoice, resolve_model
+from watcher.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ALL_KINDS: Final[tuple[str, ...]] = ("evaluation", "eda", "operations")
+STATE_FILE: Final[str] = ".state.json"
+PER_IMAGE: Final[str] = "per_image"  # key of the per-image scores inside stored metrics
+EXIT_FAILED: Final[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """Which files were written and which reports failed (kind -> error)."""
+
+    written: tuple[Path, ...]
+    failed: dict[str, str]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `report` sub-command."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write the HTML reports (evaluation, eda, operations)",
+        description="Write static, self-contained HTML reports into [reports] dir.",
+    )
+    parser.add_argument("kind", nargs="?", default="all", choices=(*ALL_KINDS, "all"))
+    parser.add_argument("--out", type=Path, metavar="DIR", help="write here instead")
+    parser.add_argument(
+        "--data", type=Path, metavar="DIR", help="labelled data instead of [reports] data"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate the requested reports and print the files written."""
+    reports_cfg = settings.reports
+    if args.out is not None:
+        reports_cfg = dataclasses.replace(reports_cfg, dir=args.out.resolve())
+    if args.data is not None:
+        reports_cfg = dataclasses.replace(reports_cfg, data=args.data.resolve())
+    settings = dataclasses.replace(settings, reports=reports_cfg)
+    kinds = ALL_KINDS if args.kind == "all" else (args.kind,)
+    db = Database.open(settings.storage)
+    try:
+        result = generate_reports(settings, db, kinds)
+    finally:
+        db.close()
+    for path in result.written:
+        print(path)
+    for kind, error in result.failed.items():
+        print(f"deepfake-detector report: {kind} failed: {error}", file=sys.stderr)
+    return EXIT_FAILED if result.failed else 0
+
+
+def generate_reports(
+    settings: Settings, db: Database, kinds: Sequence[str], *, reuse: bool = False
+) -> ReportResult:
+    """Write the given reports and index.html; `reuse` skips recomputing unchanged results."""
+    ctx = _Context(settings, db)
+    written: list[Path] = []
+    failed: dict[str, str] = {}
+    builders = {"evaluation": _evaluation, "eda": _eda, "operations": _operations}
+    for kind in kinds:
+        try:
+            written.append(builders[kind](ctx, reuse))
+        except Exception as exc:  # one broken report must not stop the others
+            logger.exception("the %s report failed", kind)
+            failed[kind] = f"{type(exc).__name__}: {exc}"
+    stamp = Stamp.now(ctx.version(), ctx.data_fingerprint)
+    written.append(write_index(settings.reports.dir, stamp, private=settings.reports.private))
+    return ReportResult(tuple(written), failed)
+
+
+class _Context:
+    """Lazily resolved inputs shared by the reports of one run."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.model_version = ""
+        self.data_fingerprint = ""
+        self._splits: DatasetSplits | None = None
+        self._data_problem: str | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.settings.reports.dir
+
+    @property
+    def private(self) -> bool:
+        return self.settings.reports.private
+
+    def splits(self) -> tuple[DatasetSplits | None, str]:
+        """The report data, or None and why not."""
+        if self._splits is None and self._data_problem is None:
+            self._splits, self._data_problem = load_report_data(self.settings)
+        return self._splits, self._data_problem or ""
+
+    def version(self) -> str:
+        """The serving model's version ("" when it cannot be read)."""
+        if not self.model_version:
+            self.model()
+        return self.model_version
+
+    def model(self) -> tuple[ModelChoice, ModelMeta | None, str]:
+        """The serving bundle, its metadata (None if unreadable) and the problem, if any."""
+        choice = resolve_model(self.settings, self.db)
+        try:
+            meta = read_meta(choice.bundle_dir)
+        except (OSError, ValueError) as exc:
+            return choice, None, f"cannot read the model at {choice.bundle_dir}: {exc}"
+        self.model_version = meta.version
+        return choice, meta, ""
+
+
+def load_report_data(settings: Settings) -> tuple[DatasetSplits | None, str | None]:
+    """[reports] data as dataset splits; (None, reason) when unset or unusable."""
+    root = settings.reports.data
+    if root is None:
+        return None, "no evaluation data is configured ([reports] data)."
+    try:
+        splits = load_layout(
+            root,
+            real_dir=settings.training.real_dir,
+            ai_dir=settings.training.ai_dir,
+            seed=settings.training.seed,
+        )
+    except DatasetError as exc:
+        logger.warning("report data unusable: %s", exc)
+        return None, f"the configured data cannot be read: {exc}"
+    return splits, None
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+def _evaluation(ctx: _Context, reuse: bool) -> Path:
+    choice, meta, problem = ctx.model()
+    splits, data_problem = ctx.splits()
+    stamp_version = meta.version if meta else ""
+    if meta is None or splits is None or not splits.test:
+        why = problem or data_problem or "the configured data has no test split."
+        inp = EvaluationInput(
+            meta, choice.source, str(getattr(splits, "root", "")), "", None, problem=why
+        )
+        page = build_evaluation_page(inp, stamp=Stamp.now(stamp_version, ""))
+        return write_report(page, ctx.out_dir, private=ctx.private)
+    fp = fingerprint(splits.test)
+    ctx.data_fingerprint = ctx.data_fingerprint or fp
+    dataset = test_dataset_name(splits)
+    metrics = stored_metrics(ctx.db, meta.version, dataset, fp) if reuse else None
+    if metrics is None:
+        metrics = evaluate_bundle(ctx.settings, ctx.db, choice.bundle_dir, meta, splits)
+    inp = EvaluationInput(
+        meta=meta,
+        model_source=choice.source,
+        dataset=str(splits.root),
+        data_fingerprint=fp,
+        metrics=metrics,
+        scored=scored_images(metrics, splits.root),
+        previous=previous_champion(ctx.db, meta.version, dataset, fp),
+        root=splits.root,
+    )
+    page = build_evaluation_page(inp, stamp=Stamp.now(meta.version, fp))
+    return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def test_dataset_name(splits: DatasetSplits) -> str:
+    """How evaluations on a dataset's test split are named in storage (as `train` does)."""
+    return f"{splits.root}:test"
+
+
+def evaluate_bundle(
+    settings: Settings, db: Database, bundle_dir: Path, meta: ModelMeta, splits: DatasetSplits
+) -> dict[str, Any]:
+    """Evaluate a bundle on the test split (training.evaluate) and store the result."""
+    from training.evaluate import evaluate  # TensorFlow-heavy: only when really evaluating
+    from watcher.models_watch import load_classifier
+
+    classifier = load_classifier(bundle_dir, settings.detector)
+    report = evaluate(classifier, splits.test)
+    metrics = dict(report.metrics)
+    fp = fingerprint(splits.test)
+    metrics["data_fingerprint"] = fp
+    metrics[PER_IMAGE] = per_image(report, splits.test, splits.root)
+    store_evaluation(db, meta, bundle_dir, test_dataset_name(splits), fp, metrics)
+    return metrics
+
+
+def per_image(report: Any, samples: Sequence[Sample], root: Path) -> dict[str, list[Any]]:
+    """Per-image scores with their files (relative to root) for curves, gallery and drift."""
+    used = getattr(report, "samples", None)
+    if used is None:
+        # Without the evaluated sample list, scores align with the input only if none of the
+        # files was rejected by the decoder.
+        used = samples if len(samples) == len(report.scores) else ()
+    return {
+        "paths": [_relative(s.path, root) for s in used],
+        "labels": [int(s.label) for s in used],
+        "sources": [s.source for s in used],
+        "scores": [round(float(x), 6) for x in report.scores],
+    }
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def scored_images(metrics: dict[str, Any] | None, root: Path) -> list[ScoredImage]:
+    """The stored per-image scores as ScoredImage rows (empty if not stored)."""
+    data = (metrics or {}).get(PER_IMAGE) or {}
+    paths = data.get("paths") or []
+    if len(paths) != len(data.get("scores") or []):
+        return []
+    return [
+        ScoredImage(root / p, int(label), str(src), float(score))
+        for p, label, src, score in zip(
+            paths, data["labels"], data["sources"], data["scores"], strict=True
+        )
+    ]
+
+
+def store_evaluation(
+    db: Database, meta: ModelMeta, bundle_dir: Path, dataset: str, fp: str, metrics: dict[str, Any]
+) -> None:
+    """Register the version if new (get-or-create) and add its evaluation."""
+
+    def write(s: Session) -> None:
+        queries.register_model_version(
+            s,
+            version=meta.version,
+            arch=meta.arch,
+            path=str(bundle_dir),
+            input_size=meta.input_size,
+            threshold=float(meta.threshold),
+            data_fingerprint=meta.data_fingerprint,
+            metrics=meta.metrics,
+            training=meta.training,
+        )
+        queries.add_evaluation(
+            s, version=meta.version, dataset=dataset, data_fingerprint=fp, metrics=metrics
+        )
+
+    db.retrying(write)
+
+
+def stored_metrics(db: Database, version: str, dataset: str, fp: str) -> dict[str, Any] | None:
+    """The stored evaluation of `version` on exactly this data, if there is one."""
+    with db.session() as s:
+        row = queries.latest_evaluation(s, version, dataset)
+        if row is None or row.data_fingerprint != fp or PER_IMAGE not in row.metrics:
+            return None
+        return dict(row.metrics)
+
+
+def previous_champion(db: Database, version: str, dataset: str, fp: str) -> PreviousModel | None:
+    """The most recently retired champion and its stored evaluation on this data."""
+    with db.session() as s:
+        retired = [
+            m
+            for m in queries.list_model_versions(s)
+            if m.version != version and m.promoted_at is not None and m.status == "retired"
+        ]
+        if not retired:
+            return None
+        prev = max(retired, key=lambda m: m.retired_at or m.promoted_at or utcnow())
+        row = queries.latest_evaluation(s, prev.version, dataset)
+        metrics = dict(row.metrics) if row is not None and row.data_fingerprint == fp else {}
+        return PreviousModel(prev.version, metrics)
+
+
+# --- eda and operations -------------------------------------------------------------------
+
+
+def _eda(ctx: _Context, reuse: bool) -> Path:
+    splits, problem = ctx.splits()
+    out = ctx.out_dir / "eda.html"
+    if splits is None:
+        page = build_eda_page(
+            [], stamp=Stamp.now(ctx.version()), sample_size=0, empty_reason=problem
+        )
+        return write_report(page, ctx.out_dir, private=ctx.private)
+    samples = splits.all()
+    fp = fingerprint(samples)
+    ctx.data_fingerprint = ctx.data_fingerprint or fp
+    state = _read_state(ctx.out_dir)
+    key = f"{fp}:{ctx.settings.reports.eda_sample}"
+    if reuse and out.is_file() and state.get("eda") == key:
+        logger.info("EDA report unchanged (same data); kept %s", out)
+        return out
+    page = build_eda_page(
+        samples,
+        stamp=Stamp.now(ctx.version(), fp),
+        sample_size=ctx.settings.reports.eda_sample,
+        root=splits.root,
+        seed=ctx.settings.training.seed,
+    )
+    path = write_report(page, ctx.out_dir, private=ctx.private)
+    _write_state(ctx.out_dir, {**state, "eda": key}, private=ctx.private)
+    return path
+
+
+def _operations(ctx: _Context, reuse: bool) -> Path:
+    del reuse  # service history changes all the time: always rebuilt
+    _, meta, _ = ctx.model()
+    now = utcnow()
+    with ctx.db.session() as s:
+        data = collect(s, now=now, days=ctx.settings.reports.operations_days)
+        reference = _reference_scores(s, meta.version if meta else None)
+    stamp = Stamp.now(meta.version if meta else "", ctx.data_fingerprint)
+    page = build_operations_page(data, stamp=stamp, reference_scores=reference)
+    return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def _reference_scores(s: Session, version: str | None) -> list[float] | None:
+    """Scores of the serving model on its latest stored evaluation (the drift reference)."""
+    if version is None:
+        return None
+    row = queries.latest_evaluation(s, version)
+    scores = ((row.metrics if row else {}).get(PER_IMAGE) or {}).get("scores")
+    return [float(x) for x in scores] if scores else None
+
+
+def _read_state(out_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_state(out_dir: Path, state: dict[str, Any], *, private: bool) -> None:
+    write_atomic(out_dir / STATE_FILE, json.dumps(state, sort_keys=True), private=private)
