@@ -177,21 +177,34 @@ def new_version(arch: str) -> str:
 
 
 def save_bundle(
-    model: keras.Model, meta: ModelMeta, dest: Path, *, export_litert: bool = True
+    model: keras.Model,
+    meta: ModelMeta,
+    dest: Path,
+    *,
+    export_litert: bool = True,
+    private: bool = True,
 ) -> Path:
-    """Write a complete bundle to `dest` atomically (temp sibling + rename); returns dest."""
+    """Write a complete bundle to `dest` atomically (temp sibling + rename); returns dest.
+
+    `private` keeps the store and the bundle to the owner (0700 folders); models trained on
+    inbox images carry information about them.
+    """
     dest = Path(dest)
     if dest.exists():
         raise FileExistsError(f"bundle folder already exists: {dest}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder_mode = 0o700 if private else 0o755
+    if not dest.parent.exists():
+        dest.parent.mkdir(mode=folder_mode, parents=True)
     # A sibling on the same filesystem, so the final rename is atomic.
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the published bundle private
+        os.chmod(tmp, folder_mode)
         model.save(tmp / KERAS_FILE)
         write_meta(meta, tmp)
         if export_litert:
             _try_export_tflite(model, meta.input_size, tmp)
+        for path in tmp.iterdir():
+            os.chmod(path, 0o600 if private else 0o644)
         _fsync_tree(tmp)
         os.rename(tmp, dest)  # fails instead of clobbering if dest appeared meanwhile
         _fsync_dir(dest.parent)

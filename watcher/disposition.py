@@ -54,7 +54,22 @@ def candidate_names(folder: Path, name: str) -> Iterator[Path]:
     if not stem:  # no extension, or a dot-file such as ".profile"
         stem, dot, ext = name, "", ""
     for n in range(1, MAX_SUFFIX):
-        yield folder / f"{stem} ({n}){dot}{ext}"
+        suffix = f" ({n}){dot}{ext}"
+        yield folder / (_fit_name(stem, suffix) + suffix)
+
+
+# Most filesystems cap a name at 255 bytes; a suffixed copy of a long name must stay under it,
+# or the move fails with "File name too long" on every retry.
+NAME_MAX_BYTES = 255
+
+
+def _fit_name(stem: str, suffix: str) -> str:
+    """`stem` shortened (whole characters) so that stem + suffix fits in NAME_MAX_BYTES."""
+    budget = NAME_MAX_BYTES - len(os.fsencode(suffix))
+    encoded = os.fsencode(stem)
+    if len(encoded) <= budget:
+        return stem
+    return os.fsdecode(encoded[:budget]).encode("utf-8", "ignore").decode("utf-8", "ignore")
 
 
 def move_file(
