@@ -31,6 +31,8 @@ class TrainingConfig:
     # Class folder names of the plain {real,ai}/ layout.
     real_dir: str = "real"
     ai_dir: str = "ai"
+    # Folder for decoded-pixel caches ("" = the system temp folder); never inside the repo.
+    cache_dir: Path | None = None
     # Promotion gate: the candidate may be at most this much worse overall (accuracy) ...
     promote_margin: float = 0.0
     # ... and at most this much worse on any single source.

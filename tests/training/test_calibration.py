@@ -1,0 +1,88 @@
+"""Temperature scaling, ECE and threshold selection on synthetic scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import calibration as cal
+
+
+def overconfident(n: int = 4000, scale: float = 4.0, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Logits of a calibrated model multiplied by `scale`: right ranking, far too sure."""
+    rng = np.random.default_rng(seed)
+    true_logits = rng.normal(0.0, 2.0, n)
+    labels = (rng.uniform(size=n) < cal.sigmoid(true_logits)).astype(np.float64)
+    return true_logits * scale, labels
+
+
+def test_temperature_undoes_overconfidence_and_lowers_nll_and_ece() -> None:
+    logits, labels = overconfident(scale=4.0)
+    t = cal.fit_temperature(logits, labels)
+    assert t == pytest.approx(4.0, rel=0.15)
+    assert cal.nll_from_logits(logits, labels, t) < cal.nll_from_logits(logits, labels) - 0.1
+    before = cal.expected_calibration_error(cal.sigmoid(logits), labels)
+    after = cal.expected_calibration_error(cal.sigmoid(logits / t), labels)
+    assert after < before / 2
+    summary = cal.calibration_summary(logits, labels, t)
+    assert summary["ece_after"] == pytest.approx(after)
+
+
+def test_temperature_of_a_calibrated_model_is_about_one() -> None:
+    logits, labels = overconfident(scale=1.0, seed=1)
+    assert cal.fit_temperature(logits, labels) == pytest.approx(1.0, abs=0.12)
+
+
+def test_temperature_needs_both_classes() -> None:
+    assert cal.fit_temperature(np.array([1.0, 2.0]), np.array([1.0, 1.0])) == 1.0
+    assert cal.fit_temperature(np.array([]), np.array([])) == 1.0
+
+
+def test_nll_is_stable_for_huge_logits() -> None:
+    logits = np.array([1e4, -1e4])
+    assert cal.nll_from_logits(logits, np.array([1.0, 0.0])) == pytest.approx(0.0)
+    assert np.isfinite(cal.nll_from_logits(logits, np.array([0.0, 1.0])))
+
+
+def test_ece_is_zero_for_perfect_confident_predictions_and_large_when_wrong() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert cal.expected_calibration_error(np.array([0.0, 0.0, 1.0, 1.0]), labels) == 0.0
+    assert cal.expected_calibration_error(np.array([1.0, 1.0, 0.0, 0.0]), labels) == 1.0
+
+
+def test_threshold_maximises_balanced_accuracy() -> None:
+    # Real images score up to 0.7, fakes from 0.8: any cut in (0.7, 0.8) is perfect.
+    probs = np.array([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    t = cal.choose_threshold(probs, labels)
+    assert 0.7 < t <= 0.8
+    assert cal.rates_at(probs, labels, t)["balanced_accuracy"] == 1.0
+
+
+def test_threshold_prefers_one_half_among_ties_and_handles_one_class() -> None:
+    probs = np.array([0.05, 0.1, 0.9, 0.95])
+    labels = np.array([0, 0, 1, 1])
+    assert cal.choose_threshold(probs, labels) == 0.5
+    assert cal.choose_threshold(probs, np.ones(4)) == 0.5
+
+
+def test_threshold_balances_imbalanced_classes() -> None:
+    rng = np.random.default_rng(3)
+    real = rng.normal(0.35, 0.1, 900)
+    fake = rng.normal(0.55, 0.1, 100)
+    probs = np.clip(np.concatenate([real, fake]), 0, 1)
+    labels = np.array([0] * 900 + [1] * 100)
+    t = cal.choose_threshold(probs, labels)
+    # Balanced accuracy puts the cut near the midpoint of the class means (0.45), where plain
+    # accuracy on 9:1 data would push it up to call almost everything real.
+    assert 0.40 < t < 0.50
+
+
+def test_threshold_sweep_rows() -> None:
+    probs = np.array([0.2, 0.4, 0.6, 0.8])
+    labels = np.array([0, 0, 1, 1])
+    rows = cal.threshold_sweep(probs, labels)
+    assert len(rows) == 19
+    middle = next(r for r in rows if abs(r["threshold"] - 0.5) < 1e-9)
+    assert middle["accuracy"] == 1.0 and middle["tpr"] == 1.0 and middle["fpr"] == 0.0
+    assert rows[0]["tpr"] == 1.0 and rows[0]["fpr"] == 1.0

@@ -1,0 +1,296 @@
+"""`deepfake-detector train` and `deepfake-detector evaluate`.
+
+train: read a dataset (folder or Kaggle download), fit a model, write a bundle into the model store
+(or --out) and register it as a candidate. evaluate: score a split with a model and store the
+metrics. TensorFlow is imported only once a command actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from detector.bundle import bundled_model_dir, new_version
+from storage import queries
+from storage.db import Database
+from training.datasets import (
+    DatasetError,
+    DatasetSplits,
+    download_kaggle,
+    fingerprint,
+    format_distribution,
+    load_layout,
+)
+from watcher.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` and `evaluate` sub-commands."""
+    train = subparsers.add_parser("train", help="train a new candidate model")
+    _data_arguments(train)
+    # No `choices` here: listing them would import Keras for every command (seconds of start-up).
+    train.add_argument("--arch", help="architecture: seed_cnn, hp_cnn, resnet_hp, tiny, ...")
+    train.add_argument("--epochs", type=int, help="maximum number of epochs")
+    train.add_argument("--image-size", type=int, help="square input size in pixels")
+    train.add_argument("--batch-size", type=int, help="images per step")
+    train.add_argument("--learning-rate", type=float, help="peak learning rate")
+    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
+    train.add_argument("--seed", type=int, help="seed for split, augmentation and weights")
+    train.add_argument("--out", type=Path, help="bundle folder (default: model store/<version>)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.add_argument("--no-register", action="store_true", help="do not touch the database")
+    train.add_argument("--no-tflite", action="store_true", help="skip the LiteRT export")
+    train.set_defaults(func=run)
+
+    evaluate = subparsers.add_parser("evaluate", help="measure a model on a labelled split")
+    _data_arguments(evaluate)
+    evaluate.add_argument(
+        "--model", default="default", help="'default' (bundled), a registered version or a path"
+    )
+    evaluate.add_argument("--split", default="test", help="train, validate or test")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--no-store", action="store_true", help="do not store the metrics")
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, help="Kaggle-layout or {real,ai}/ folder")
+    parser.add_argument("--kaggle", metavar="HANDLE", help="download this Kaggle dataset")
+    parser.add_argument("--real-dir", help="real class folder of a plain layout")
+    parser.add_argument("--ai-dir", help="ai class folder of a plain layout")
+
+
+def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
+    """The dataset named by --data / --kaggle, else by the [training] config."""
+    cfg = settings.training
+    root = args.data if args.data is not None else cfg.data
+    if args.kaggle or root is None:
+        handle = args.kaggle or cfg.kaggle
+        print(f"downloading Kaggle dataset {handle} ...", flush=True)
+        root = download_kaggle(handle)
+    splits = load_layout(
+        Path(root),
+        real_dir=args.real_dir or cfg.real_dir,
+        ai_dir=args.ai_dir or cfg.ai_dir,
+        seed=args.seed if getattr(args, "seed", None) is not None else cfg.seed,
+    )
+    print(f"dataset {splits.root} ({splits.layout} layout)")
+    print(format_distribution(splits), flush=True)
+    return splits
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Train a model, write its bundle and register it as a candidate."""
+    from training.architectures import ARCHITECTURES
+    from training.fit import FitSettings
+
+    if args.arch is not None and args.arch not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        print(
+            f"deepfake-detector train: unknown --arch {args.arch!r} (known: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        splits = resolve_data(args, settings)
+    except DatasetError as exc:
+        print(f"deepfake-detector train: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    fit_settings = FitSettings.from_config(
+        settings.training,
+        arch=args.arch,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    version = new_version(fit_settings.arch)
+    store = settings.detector.model_store
+    dest = args.out if args.out is not None else store / version
+    db = None if args.no_register else Database.open(settings.storage)
+    try:
+        return _train_and_register(args, settings, splits, fit_settings, version, dest, db)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _train_and_register(
+    args: argparse.Namespace,
+    settings: Settings,
+    splits: DatasetSplits,
+    fit_settings: Any,
+    version: str,
+    dest: Path,
+    db: Database | None,
+) -> int:
+    from training.fit import train
+
+    config = {"version": version, "data": str(splits.root), **fit_settings.to_dict()}
+    run_id = db.retrying(lambda s: queries.start_training_run(s, config)) if db else None
+    try:
+        result = train(
+            splits,
+            fit_settings,
+            dest=dest,
+            version=version,
+            run_dir=settings.detector.model_store / "runs" / version,
+            cache_dir=settings.training.cache_dir,
+            command=_command_line(),
+            export_litert=not args.no_tflite,
+            overwrite=args.overwrite,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except Exception as exc:
+        logger.exception("training failed")
+        error = f"{type(exc).__name__}: {exc}"
+        if db is not None and run_id is not None:
+            db.retrying(
+                lambda s: queries.finish_training_run(s, run_id, status="failed", error=error)
+            )
+        print(f"deepfake-detector train: failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if db is not None and run_id is not None:
+        db.retrying(lambda s: _register(s, result, splits, run_id))
+    _print_result(result)
+    return EXIT_OK
+
+
+def _register(s: Any, result: Any, splits: DatasetSplits, run_id: int) -> None:
+    meta = result.meta
+    queries.register_model_version(
+        s,
+        version=meta.version,
+        arch=meta.arch,
+        path=str(result.bundle_dir),
+        input_size=meta.input_size,
+        threshold=meta.threshold,
+        data_fingerprint=meta.data_fingerprint,
+        metrics=meta.metrics,
+        training=meta.training,
+    )
+    for split, metrics in meta.metrics.items():
+        queries.add_evaluation(
+            s,
+            version=meta.version,
+            dataset=f"{splits.root}:{split}",
+            data_fingerprint=meta.data_fingerprint,
+            metrics=metrics,
+        )
+    queries.finish_training_run(s, run_id, status="succeeded", candidate_version=meta.version)
+
+
+def _command_line() -> str:
+    return "deepfake-detector " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
+
+
+def _print_result(result: Any) -> None:
+    from training.evaluate import format_metrics
+
+    meta = result.meta
+    print(f"\nmodel {meta.version} written to {result.bundle_dir}")
+    print(
+        f"epochs run {meta.training['epochs_run']}, best epoch {result.best_epoch}, "
+        f"training {result.train_seconds:.0f} s ({result.images_per_second:.0f} images/s), "
+        f"wall {meta.training['wall_seconds']:.0f} s"
+    )
+    print(f"temperature {meta.temperature:.3f}, threshold {meta.threshold:.3f}")
+    for split, metrics in meta.metrics.items():
+        print(f"\n[{split}]\n{format_metrics(metrics)}")
+
+
+def resolve_model(spec: str, settings: Settings, db: Database | None) -> Path:
+    """A bundle folder from 'default', a filesystem path or a registered version."""
+    if spec == "default":
+        return bundled_model_dir()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if db is not None:
+        row = db.retrying(lambda s: queries.get_model_version(s, spec))
+        if row is not None:
+            return Path(row.path)
+    stored = settings.detector.model_store / spec
+    if stored.is_dir():
+        return stored
+    raise FileNotFoundError(f"no model bundle, path or registered version named {spec!r}")
+
+
+def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """Evaluate a model on one split; print and store the metrics."""
+    from training.evaluate import evaluate, format_metrics
+
+    try:
+        splits = resolve_data(args, settings)
+        samples = splits.split(args.split)
+    except (DatasetError, ValueError) as exc:
+        print(f"deepfake-detector evaluate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    db = None if args.no_store else Database.open(settings.storage)
+    try:
+        bundle = resolve_model(args.model, settings, db)
+        started = time.perf_counter()
+        report = evaluate(bundle, samples, cache_dir=settings.training.cache_dir)
+        report.metrics["seconds"] = time.perf_counter() - started
+        if db is not None:
+            _store_evaluation(db, bundle, f"{splits.root}:{args.split}", samples, report.metrics)
+    except Exception as exc:
+        logger.exception("evaluation failed")
+        print(f"deepfake-detector evaluate: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if db is not None:
+            db.close()
+    if args.json:
+        print(report.to_json())
+    else:
+        print(f"model {report.version} on {args.split} split of {splits.root}")
+        print(format_metrics(report.metrics))
+    return EXIT_OK
+
+
+def _store_evaluation(
+    db: Database, bundle: Path, dataset: str, samples: Any, metrics: dict[str, Any]
+) -> bool:
+    """add_evaluation for a registered model; False (and a notice) for an unregistered one.
+
+    An unregistered bundle (e.g. the bundled default before the daemon first registered it) is
+    not registered here: a row created with the wrong status would stick, because
+    register_model_version never changes an existing row.
+    """
+    from detector.bundle import read_meta
+
+    meta = read_meta(bundle)
+    metrics["data_fingerprint"] = fingerprint(samples)
+    json.dumps(metrics)  # fail loudly here, not later in a report, if anything is not JSON
+
+    def store(s: Any) -> bool:
+        if queries.get_model_version(s, meta.version) is None:
+            return False
+        queries.add_evaluation(
+            s,
+            version=meta.version,
+            dataset=dataset,
+            data_fingerprint=metrics["data_fingerprint"],
+            metrics=metrics,
+        )
+        return True
+
+    stored = db.retrying(store)
+    if not stored:
+        print(f"note: model {meta.version} is not registered; metrics not stored")
+    return stored
