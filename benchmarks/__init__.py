@@ -1,0 +1,1 @@
+"""Performance benchmarks of the screening service: `python -m benchmarks.run` (see README.md)."""

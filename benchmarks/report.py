@@ -1,0 +1,248 @@
+"""Targets of the issue, checked against a run's results, and the printed tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+E2E_VS_MODEL = 0.70
+E2E_VS_REFERENCE = 20.0
+P50_MS = 300.0
+P99_MS = 1000.0
+PEAK_RSS_MB = 1536.0
+# Peak RSS of the big backlog may exceed the small one's by this fraction (noise, not growth).
+RSS_GROWTH = 0.10
+SCAN_ONE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One row of the summary table; passed is None for figures reported without a target."""
+
+    name: str
+    target: str
+    measured: str
+    passed: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _get(results: dict[str, Any], *keys: str) -> Any:
+    node: Any = results
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def model_reference(results: dict[str, Any]) -> tuple[str, str, float | None]:
+    """(backend, batch size, images/s) of model-only that serving uses, to compare e2e with."""
+    backend = _get(results, "end_to_end", "256", "backend") or _get(results, "model", "backend")
+    batch = str(_get(results, "params", "serve_batch_size"))
+    value = _get(results, "model_only", str(backend), batch)
+    return str(backend), batch, float(value) if isinstance(value, int | float) else None
+
+
+def throughput_targets(results: dict[str, Any]) -> list[Target]:
+    """End-to-end vs model-only (same run) and vs the notebook's per-file way."""
+    rows: list[Target] = []
+    backend, batch, model_ips = model_reference(results)
+    for size in ("256", "1024"):
+        e2e = _get(results, "end_to_end", size, "images_per_s")
+        if e2e is None:
+            continue
+        if model_ips:
+            ratio = e2e / model_ips
+            rows.append(Target(
+                f"e2e {size} px vs model-only", f">= {E2E_VS_MODEL:.0%}",
+                f"{ratio:.0%} ({e2e:.0f} vs {model_ips:.0f} img/s, {backend} b{batch})",
+                ratio >= E2E_VS_MODEL,
+            ))  # fmt: skip
+        ref = _get(results, "reference", size, "images_per_s")
+        if ref:
+            ratio = e2e / ref
+            rows.append(Target(
+                f"e2e {size} px vs per-file reference", f">= {E2E_VS_REFERENCE:.0f}x",
+                f"{ratio:.1f}x ({e2e:.0f} vs {ref:.1f} img/s)", ratio >= E2E_VS_REFERENCE,
+            ))  # fmt: skip
+    return rows
+
+
+def latency_targets(results: dict[str, Any]) -> list[Target]:
+    """Drop-to-verdict p50/p99, for each way of dropping a file."""
+    rows: list[Target] = []
+    for key, label in (("rename_in_inbox", "rename in inbox"), ("move_in", "move into inbox")):
+        stats = _get(results, "latency", key)
+        if not stats:
+            continue
+        n = stats["drops"]
+        rows.append(
+            Target(
+                f"drop-to-verdict p50 ({label})",
+                f"<= {P50_MS:.0f} ms",
+                f"{stats['p50_ms']:.0f} ms (n={n})",
+                stats["p50_ms"] <= P50_MS,
+            )
+        )
+        rows.append(
+            Target(
+                f"drop-to-verdict p99 ({label})",
+                f"<= {P99_MS:.0f} ms",
+                f"{stats['p99_ms']:.0f} ms (n={n})",
+                stats["p99_ms"] <= P99_MS,
+            )
+        )
+    return rows
+
+
+def backlog_targets(results: dict[str, Any]) -> list[Target]:
+    """Peak RSS of the big backlog, its growth over the small one, and the total time."""
+    backlog = _get(results, "backlog") or {}
+    sizes = sorted((int(k) for k in backlog if "peak_rss_mb" in backlog[k]), reverse=True)
+    if not sizes:
+        return []
+    big = backlog[str(sizes[0])]
+    rows = [
+        Target(f"backlog {sizes[0]} peak RSS", f"<= {PEAK_RSS_MB:.0f} MB",
+               f"{big['peak_rss_mb']:.0f} MB", big["peak_rss_mb"] <= PEAK_RSS_MB),
+        Target(f"backlog {sizes[0]} total time", "-",
+               f"{big['wall_s']:.1f} s ({big['process_images_per_s']:.0f} img/s)", None),
+    ]  # fmt: skip
+    if len(sizes) > 1:
+        small = backlog[str(sizes[-1])]
+        growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1.0
+        rows.append(Target(
+            f"peak RSS growth {sizes[-1]} -> {sizes[0]} files", f"<= {RSS_GROWTH:.0%}",
+            f"{growth:+.1%} ({small['peak_rss_mb']:.0f} -> {big['peak_rss_mb']:.0f} MB)",
+            growth <= RSS_GROWTH,
+        ))  # fmt: skip
+    return rows
+
+
+def startup_targets(results: dict[str, Any]) -> list[Target]:
+    """scan of one image (wall time of the whole process) and serve start to first verdict."""
+    startup = _get(results, "startup")
+    if not startup:
+        return []
+    scan, scan_new = startup["scan_one_s"], startup["scan_one_new_db_s"]
+    return [
+        Target("scan of one image (existing DB)", f"<= {SCAN_ONE_S:.0f} s", f"{scan:.2f} s",
+               scan <= SCAN_ONE_S),
+        Target("scan of one image (new DB)", f"<= {SCAN_ONE_S:.0f} s", f"{scan_new:.2f} s",
+               scan_new <= SCAN_ONE_S),
+        Target("serve start to first verdict", "-",
+               f"{startup['serve_first_verdict_s']:.2f} s", None),
+    ]  # fmt: skip
+
+
+def training_rows(results: dict[str, Any]) -> list[Target]:
+    """Training cost as recorded in the bundle's model.json (reported, no target)."""
+    training = _get(results, "training")
+    if not training or not training.get("recorded"):
+        return []
+    ips = training.get("images_per_second", 0.0)
+    wall_min = training.get("wall_seconds", 0.0) / 60.0
+    epochs = training.get("epochs_run", "?")
+    return [
+        Target(
+            "training the default model",
+            "-",
+            f"{ips:.0f} img/s, {wall_min:.1f} min wall, {epochs} epochs",
+            None,
+        )
+    ]
+
+
+def evaluate(results: dict[str, Any]) -> list[Target]:
+    """Every target the results allow checking."""
+    return [
+        *throughput_targets(results),
+        *latency_targets(results),
+        *backlog_targets(results),
+        *startup_targets(results),
+        *training_rows(results),
+    ]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain fixed-width text table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def targets_table(targets: Sequence[Target]) -> str:
+    """measurement / target / measured / pass."""
+    verdict = {True: "PASS", False: "MISS", None: "info"}
+    rows = [(t.name, t.target, t.measured, verdict[t.passed]) for t in targets]
+    return format_table(("measurement", "target", "measured", "pass"), rows)
+
+
+def model_table(model_only: dict[str, Any]) -> str:
+    """images/s per backend (rows) and batch size (columns)."""
+    backends = [b for b in model_only if isinstance(model_only[b], dict)]
+    sizes = sorted({int(k) for b in backends for k in model_only[b] if k.isdigit()})
+    rows = []
+    for backend in backends:
+        data = model_only[backend]
+        if "error" in data:
+            rows.append((backend, *(["n/a"] * len(sizes))))
+        else:
+            rows.append((backend, *(f"{data.get(str(n), 0):.1f}" for n in sizes)))
+    return format_table(("model-only img/s", *(f"batch {n}" for n in sizes)), rows)
+
+
+def screening_table(results: dict[str, Any]) -> str:
+    """One row per `serve --once` run (end-to-end sizes and backlogs)."""
+    runs = [(f"e2e {k} px", v) for k, v in (_get(results, "end_to_end") or {}).items()]
+    runs += [(f"backlog {k}", v) for k, v in (_get(results, "backlog") or {}).items()]
+    rows = [
+        (name, str(r["files"]), f"{r['images_per_s']:.1f}", f"{r['startup_s']:.2f}",
+         f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}", str(r["mean_decode_ms"]),
+         str(r["mean_infer_ms"]), str(r["moved"]))
+        for name, r in runs if "files" in r
+    ]  # fmt: skip
+    header = ("serve --once", "files", "img/s", "start s", "wall s", "peak MB", "decode ms",
+              "infer ms", "moved")  # fmt: skip
+    return format_table(header, rows)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write the results (folder created as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def detail_lines(results: dict[str, Any]) -> list[str]:
+    """Latency stages, the per-file reference and start-up figures, one line each."""
+    lines = []
+    for key in ("rename_in_inbox", "move_in"):
+        s = _get(results, "latency", key)
+        if s:
+            lines.append(
+                f"latency {key}: p50 {s['p50_ms']} / p99 {s['p99_ms']} / max {s['max_ms']} ms "
+                f"(n={s['drops']}); mean stages: drop->discovered {s['mean_intake_ms']} ms, "
+                f"discovered->stored {s['mean_pipeline_ms']} ms, stored->visible "
+                f"{s['mean_visible_ms']} ms"
+            )
+    for size, ref in (_get(results, "reference") or {}).items():
+        lines.append(
+            f"per-file reference {size} px: {ref['images_per_s']} img/s "
+            f"({ref['ms_per_file']} ms/file, n={ref['files']})"
+        )
+    startup = _get(results, "startup")
+    if startup:
+        scan_mb, serve_mb = startup["scan_peak_rss_mb"], startup["serve_peak_rss_mb"]
+        lines.append(f"peak RSS of one-image runs: scan {scan_mb} MB, serve {serve_mb} MB")
+    return lines
