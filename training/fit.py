@@ -99,6 +99,17 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def ema_momentum_for(momentum: float, steps_per_epoch: int) -> float:
+    """The weight-average momentum, its horizon capped at one epoch (0 = no averaging).
+
+    With few steps per epoch (small data sets) an average over ~1/(1-m) steps would still sit
+    near the initial weights when it overwrites them, and the model would never learn.
+    """
+    if momentum <= 0 or steps_per_epoch < 10:
+        return 0.0
+    return min(momentum, 1.0 - 1.0 / steps_per_epoch)
+
+
 def lr_schedule(
     peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: int
 ) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -218,13 +229,14 @@ def fit_model(
     """Run the epochs; returns (history, early-stopping callback, seconds spent in steps)."""
     batch = min(settings.batch_size, len(train))
     steps = max(1, len(train) // batch)
+    ema = ema_momentum_for(settings.ema_momentum, steps)
     with strategy.scope():
         optimizer = keras.optimizers.Adam(
             lr_schedule(settings.learning_rate, steps, settings.epochs, settings.warmup_epochs),
-            use_ema=settings.ema_momentum > 0,
-            ema_momentum=settings.ema_momentum or 0.99,
+            use_ema=ema > 0,
+            ema_momentum=ema or 0.99,
             # Overwrite with the average once per epoch, right before validation.
-            ema_overwrite_frequency=steps if settings.ema_momentum > 0 else None,
+            ema_overwrite_frequency=steps if ema > 0 else None,
         )
         optimizer.build(model.trainable_variables)
     weights = pipeline.sample_weights(train.labels, pipeline.class_weights(train.labels))

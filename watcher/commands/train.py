@@ -75,10 +75,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
     """The dataset named by --data / --kaggle, else by the [training] config."""
     cfg = settings.training
+    # With --json, stdout carries only the JSON document; the dataset summary goes to stderr.
+    out = sys.stderr if getattr(args, "json", False) else sys.stdout
     root = args.data if args.data is not None else cfg.data
     if args.kaggle or root is None:
         handle = args.kaggle or cfg.kaggle
-        print(f"downloading Kaggle dataset {handle} ...", flush=True)
+        print(f"downloading Kaggle dataset {handle} ...", file=out, flush=True)
         root = download_kaggle(handle)
     splits = load_layout(
         Path(root),
@@ -86,8 +88,8 @@ def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
         ai_dir=args.ai_dir or cfg.ai_dir,
         seed=args.seed if getattr(args, "seed", None) is not None else cfg.seed,
     )
-    print(f"dataset {splits.root} ({splits.layout} layout)")
-    print(format_distribution(splits), flush=True)
+    print(f"dataset {splits.root} ({splits.layout} layout)", file=out)
+    print(format_distribution(splits), file=out, flush=True)
     return splits
 
 
@@ -292,5 +294,5 @@ def _store_evaluation(
 
     stored = db.retrying(store)
     if not stored:
-        print(f"note: model {meta.version} is not registered; metrics not stored")
+        print(f"note: model {meta.version} is not registered; metrics not stored", file=sys.stderr)
     return stored
