@@ -439,13 +439,17 @@ class DbWriter(Worker):
         if isinstance(outcome, Rejected) and outcome.code == "vanished":
             return None  # nothing left to sort
         job = outcome.job
-        if self._move_allowed(job.origin, job.path):
+        if self._move_allowed(job.path):
             return "pending"
         return "kept"
 
-    def _move_allowed(self, origin: str, path: str) -> bool:
-        """Only the daemon's own inbox files are ever moved (scan never moves)."""
-        if self._opt.scan or not self._opt.move or origin != ORIGIN_INBOX:
+    def _move_allowed(self, path: str) -> bool:
+        """Only files inside the daemon's inboxes are ever moved (scan never moves).
+
+        The row's origin is not consulted: a file `scan`ned in place and later found in the inbox
+        by `serve` must still be sorted (it used to stay in the inbox, marked kept).
+        """
+        if self._opt.scan or not self._opt.move:
             return False
         return _is_under(Path(path), self._opt.inboxes)
 
@@ -500,7 +504,7 @@ class DbWriter(Worker):
         self._db.retrying(txn)
 
     def _move_one(self, row: FileRow, status: str, label: str | None) -> tuple[int, dict[str, Any]]:
-        if not self._move_allowed(row.origin, row.path):
+        if not self._move_allowed(row.path):
             return row.id, {"disposition": "kept"}
         folder = folder_for(self._opt.output, status, label)
         try:

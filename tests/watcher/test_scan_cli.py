@@ -166,3 +166,15 @@ def test_progress_goes_to_a_terminal_stderr_only() -> None:
     quiet_err = io.StringIO()  # not a terminal: no progress, no summary
     Printer(False, io.StringIO(), quiet_err).finish(tally)
     assert quiet_err.getvalue() == ""
+
+
+def test_file_scanned_in_place_is_still_sorted_by_serve(
+    deployment: Deployment, image_factory: ImageFactory
+) -> None:
+    """`scan` leaves a file where it is; a later `serve` over that inbox sorts it."""
+    settings = deployment.write_config()
+    path = image_factory(deployment.inbox / "seen.jpg", color=(230, 230, 230))
+    assert main(["--config", str(deployment.config), "scan", str(path)]) == 0
+    assert main(["--config", str(deployment.config), "serve", "--once"]) == 0
+    assert not path.exists()
+    assert (settings.watcher.output / "ai" / "seen.jpg").is_file()
