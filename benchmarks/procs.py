@@ -30,6 +30,8 @@ class ProcResult:
     wall_s: float
     # Peak resident set size of the child itself (ru_maxrss of its own rusage).
     peak_rss_mb: float
+    # CPU seconds (user + system, all threads) the child used: barely moved by other load.
+    cpu_s: float
     started_wall: float
     ended_wall: float
     log: Path
@@ -67,6 +69,7 @@ class Child:
             returncode=code,
             wall_s=ended - self.started,
             peak_rss_mb=usage.ru_maxrss / 1024.0,  # KiB on Linux
+            cpu_s=usage.ru_utime + usage.ru_stime,
             started_wall=self.started_wall,
             ended_wall=time.time(),
             log=self.log,

@@ -76,19 +76,21 @@ def _serve_timeout(count: int) -> float:
 
 def _end_to_end(ctx: Context) -> dict[str, Any]:
     n, bundle = ctx.params.e2e_files, ctx.info.bundle
+    fixed = service.fixed_cpu_s(ctx.tmp / "e2e", bundle)
     return {
-        str(size): service.screen_inbox(ctx.tmp, f"e2e-{size}", v, n, bundle, _serve_timeout(n))
+        str(size): service.screen_inbox(ctx.tmp, f"e2e-{size}", v, n, bundle,
+                                        timeout_s=_serve_timeout(n), fixed_cpu=fixed)
         for size, v in ((256, ctx.v256), (1024, ctx.v1024))
-    }
+    }  # fmt: skip
 
 
 def _backlog(ctx: Context) -> dict[str, Any]:
-    out = {}
-    for n in (ctx.params.backlog_small, ctx.params.backlog):
-        timeout = _serve_timeout(n)
-        out[str(n)] = service.screen_inbox(ctx.tmp, f"backlog-{n}", ctx.v256, n,
-                                           ctx.info.bundle, timeout)  # fmt: skip
-    return out
+    fixed = service.fixed_cpu_s(ctx.tmp / "backlog", ctx.info.bundle)
+    return {
+        str(n): service.screen_inbox(ctx.tmp, f"backlog-{n}", ctx.v256, n, ctx.info.bundle,
+                                     timeout_s=_serve_timeout(n), fixed_cpu=fixed)
+        for n in (ctx.params.backlog_small, ctx.params.backlog)
+    }  # fmt: skip
 
 
 def _latency(ctx: Context) -> dict[str, Any]:
