@@ -15,7 +15,7 @@ class TrainingConfig:
     # Kaggle dataset handle downloaded through kagglehub when `data` is "".
     kaggle: str = "philosopher0808/real-vs-ai-generated-faces-dataset"
     # Architecture from the registry (see `deepfake-detector train --help`).
-    arch: str = "resnet_hp"
+    arch: str = "hp_cnn"
     # Square input size of the model in pixels.
     image_size: int = 128
     # Upper bound on epochs; early stopping usually ends sooner.
