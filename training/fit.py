@@ -319,6 +319,7 @@ def train(
     command: str = "",
     export_litert: bool = True,
     overwrite: bool = False,
+    private: bool = True,
     verbose: int = 1,
 ) -> TrainResult:
     """Train, calibrate and evaluate a model, then write its bundle to `dest`."""
@@ -380,7 +381,9 @@ def train(
     )
     # Wall time up to the bundle write (the LiteRT export inside it is not training).
     info["wall_seconds"] = time.perf_counter() - started
-    bundle_dir = publish_bundle(model, meta, dest, overwrite=overwrite, export_litert=export_litert)
+    bundle_dir = publish_bundle(
+        model, meta, dest, overwrite=overwrite, export_litert=export_litert, private=private
+    )
     return TrainResult(
         bundle_dir=bundle_dir,
         meta=meta,
@@ -411,18 +414,21 @@ def publish_bundle(
     *,
     overwrite: bool = False,
     export_litert: bool = True,
+    private: bool = True,
 ) -> Path:
-    """save_bundle to `dest`; with overwrite, replace an existing bundle only once the new one
-    is complete (the old one is moved aside, never left half-replaced)."""
+    """save_bundle to `dest`, replacing an existing bundle only with overwrite.
+
+    The new bundle is complete before the old one is moved aside: never a half-replaced folder.
+    """
     dest = Path(dest)
     if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
         if dest.exists():
             dest.rmdir()
-        return save_bundle(model, meta, dest, export_litert=export_litert)
+        return save_bundle(model, meta, dest, export_litert=export_litert, private=private)
     if not overwrite:
         raise FileExistsError(f"{dest} already exists (use --overwrite to replace it)")
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    new = save_bundle(model, meta, staging / "bundle", export_litert=export_litert)
+    new = save_bundle(model, meta, staging / "bundle", export_litert=export_litert, private=private)
     old = staging / "old"
     os.rename(dest, old)
     os.rename(new, dest)

@@ -34,7 +34,7 @@ def make_kaggle(
     manifest: bool = True,
 ) -> Path:
     """{train,<val_name>,test}/{0,1}/*.jpg (+ manifest.csv with sources)."""
-    rows = []
+    rows: list[dict[str, object]] = []
     seed = 0
     for split, count in zip(SPLIT_DIRS, per_class, strict=True):
         folder = val_name if split == "validate" else split
@@ -67,7 +67,7 @@ def make_plain(
     manifest: bool = True,
 ) -> Path:
     """{real,ai}/*.jpg with a manifest naming two sources per class."""
-    rows = []
+    rows: list[dict[str, object]] = []
     seed = 1000
     for label, folder in enumerate((real_dir, ai_dir)):
         for source in SOURCES[label]:

@@ -43,10 +43,10 @@ def test_high_pass_branch_is_frozen_srm(name: str, layer: str) -> None:
     assert not srm.trainable
     assert srm.trainable_weights == []
     # High-pass filters ignore flat areas: a constant image gives zero residuals.
-    flat = keras.Model(model.inputs, srm.output)(np.full((1, SIZE, SIZE, 3), 90.0, np.float32))
+    flat = keras.Model(model.inputs[0], srm.output)(np.full((1, SIZE, SIZE, 3), 90.0, np.float32))
     np.testing.assert_allclose(np.asarray(flat)[:, 3:-3, 3:-3], 0.0, atol=1e-5)
     ramp = np.tile(np.linspace(0, 255, SIZE, dtype=np.float32)[None, :, None], (SIZE, 1, 3))
-    ramp_out = keras.Model(model.inputs, srm.output)(ramp[None])
+    ramp_out = keras.Model(model.inputs[0], srm.output)(ramp[None])
     # ... and linear gradients too (second-order residuals), away from the zero-padded border.
     np.testing.assert_allclose(np.asarray(ramp_out)[:, 3:-3, 3:-3], 0.0, atol=1e-4)
 

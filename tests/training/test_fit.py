@@ -128,6 +128,8 @@ def test_publish_bundle_replaces_only_with_overwrite(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="overwrite"):
         publish_bundle(*bundle_of("v2"), dest, export_litert=False)
     assert read_meta(dest).version == "v1"
-    publish_bundle(*bundle_of("v3"), dest, overwrite=True, export_litert=False)
+    publish_bundle(*bundle_of("v3"), dest, overwrite=True, export_litert=False, private=False)
     assert read_meta(dest).version == "v3"
+    assert {oct(p.stat().st_mode & 0o777) for p in dest.iterdir()} == {"0o644"}
+    assert oct(dest.stat().st_mode & 0o777) == "0o755"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundled"]  # no staging left over

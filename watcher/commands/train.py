@@ -155,6 +155,9 @@ def _train_and_register(
             command=_command_line(),
             export_litert=not args.no_tflite,
             overwrite=args.overwrite,
+            # The shipped default model is package data: readable by whoever installs it.
+            # Everything else stays private (models trained on inbox images reveal them).
+            private=dest.resolve() != bundled_model_dir().resolve(),
             verbose=1 if sys.stdout.isatty() else 2,
         )
     except Exception as exc:
