@@ -203,16 +203,19 @@ def _load_litert(path: Path, size: int) -> LogitFn:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=str(path), num_threads=usable_cpus())
+        # From bytes, not model_path: LiteRT memory-maps a path, and a bundle overwritten in
+        # place under a running daemon then breaks every later call.
+        content = path.read_bytes()
+        interpreter = Interpreter(model_content=content, num_threads=usable_cpus())
     except Exception as exc:
         raise ModelLoadError(f"cannot load LiteRT model {path}: {exc}") from exc
-    return _LiteRTRunner(interpreter, size, path)
+    return _LiteRTRunner(interpreter, size, path, content)
 
 
 class _LiteRTRunner:
     """Runs a LiteRT interpreter, re-allocating tensors only when the batch size changes."""
 
-    def __init__(self, interpreter: Any, size: int, path: Path) -> None:
+    def __init__(self, interpreter: Any, size: int, path: Path, content: bytes) -> None:
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -221,6 +224,7 @@ class _LiteRTRunner:
         if shape != (size, size, 3):
             raise ModelLoadError(f"{path} expects {shape} images, model.json says {size} px")
         self._interpreter = interpreter
+        self._content = content  # the interpreter reads the model from this buffer
         self._input = int(inputs[0]["index"])
         self._output = int(outputs[0]["index"])
         self._dtype = np.dtype(inputs[0]["dtype"])

@@ -14,7 +14,9 @@ import time
 from collections import OrderedDict
 
 import numpy as np
+from sqlalchemy.exc import OperationalError
 
+from detector.errors import ModelLoadError
 from detector.imageio import LoadLimits
 from storage import queries
 from storage.db import Database
@@ -27,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 # Scores remembered per model for content still on its way to the database.
 RECENT_SCORES = 4096
+# First wait before a batch is tried again after the model or the database failed.
+RETRY_FIRST_S = 0.5
+
+
+class ModelUnavailable(Exception):
+    """The model failed on a batch and on its own probe: the model is at fault, not the images."""
 
 
 class Batcher(Worker):
@@ -43,6 +51,7 @@ class Batcher(Worker):
         max_wait_s: float,
         limits: LoadLimits,
         writer: threading.Thread,
+        retry_max_s: float = 300.0,
     ) -> None:
         super().__init__("batcher")
         self._db = db
@@ -53,6 +62,7 @@ class Batcher(Worker):
         self._max_wait_s = max_wait_s
         self._limits = limits
         self._writer = writer
+        self._retry_max_s = max(retry_max_s, RETRY_FIRST_S)
         # sha256 -> (score, label) of the model in service, for content not yet stored.
         self._recent: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._recent_model = -1
@@ -70,17 +80,41 @@ class Batcher(Worker):
             items = self.collect()
             if not items:
                 continue
-            try:
-                outcomes = self.screen(items, self._slot.active)
-            except Exception as exc:  # keep serving; these files end rejected with the error
-                logger.exception("screening a batch of %d failed", len(items))
-                outcomes = [
-                    Rejected(i.job, "unreadable", f"internal error while screening: {exc}")
-                    for i in items
-                ]
+            outcomes = self._screen_retrying(items)
+            if outcomes is None:
+                return  # stopped while waiting: the writer requeues the unfinished claims
             self.batches += 1
             self.files += len(outcomes)
             put_while_alive(self._tasks, Screened(tuple(outcomes)), self._writer)
+
+    def _screen_retrying(self, items: list[Decoded]) -> list[Outcome] | None:
+        """Screen a batch; while the model or the database fails, wait and try again.
+
+        Those failures say nothing about the images, so they must not become verdicts (a
+        model file replaced under a running daemon once turned a whole inbox into
+        "rejected"). The model in service is read again on every try, so a model the
+        watcher swaps in ends the outage. None when stopped before the batch got through.
+        """
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return self.screen(items, self._slot.active)
+            except (ModelUnavailable, OperationalError) as exc:
+                logger.error(
+                    "cannot screen a batch of %d now (%s); trying again in %.1f s",
+                    len(items),
+                    exc,
+                    delay,
+                )
+            except Exception as exc:  # a bug, not an outage: these files end rejected
+                logger.exception("screening a batch of %d failed", len(items))
+                return [
+                    Rejected(i.job, "unreadable", f"internal error while screening: {exc}")
+                    for i in items
+                ]
+            if self.stopped_event.wait(delay):
+                return None
+            delay = min(delay * 2, self._retry_max_s)
 
     def collect(self) -> list[Decoded]:
         """Up to batch_size items; waits at most max_wait after the first one arrived."""
@@ -180,12 +214,21 @@ class Batcher(Worker):
             scores = active.classifier.predict(np.stack([i.pixels for i in items]))
             found = {i.sha256: float(s) for i, s in zip(items, scores, strict=True)}
             errors: dict[str, str] = {}
-        except Exception:
-            # One image should not cost the batch: find the culprit by running them singly.
+        except Exception as exc:
+            self._check_model(active, exc)
+            # The model works: one image should not cost the batch, so find the culprit.
             logger.exception("model failed on a batch of %d; retrying one by one", len(items))
             found, errors = self._predict_singly(items, active)
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         return found, elapsed_ms / len(items), errors
+
+    @staticmethod
+    def _check_model(active: ActiveModel, error: Exception) -> None:
+        """Raise ModelUnavailable when the model fails on its fixed probe batch too."""
+        try:
+            active.classifier.probe()
+        except ModelLoadError as exc:
+            raise ModelUnavailable(f"model {active.classifier.version} failed: {error}") from exc
 
     def _predict_singly(
         self, items: list[Decoded], active: ActiveModel

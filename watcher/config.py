@@ -46,7 +46,7 @@ class WatcherConfig:
     decode_workers: int = field(default=2, metadata={"min": 1})
     # Glob patterns (file or folder names) that are never screened.
     ignore: tuple[str, ...] = DEFAULT_IGNORE
-    # Longest backoff between retries of a failed move.
+    # Longest backoff between retries of a failed move or of a batch the model could not take.
     retry_max_s: float = 300.0
     # A claim older than this is taken to belong to a dead daemon and is requeued.
     claim_timeout_s: float = 300.0

@@ -91,6 +91,7 @@ class Pipeline:
             max_wait_s=w.max_wait_ms / 1000.0,
             limits=limits,
             writer=self.writer,
+            retry_max_s=w.retry_max_s,
         )
 
     @property

@@ -1,0 +1,75 @@
+"""The batcher under model failures: an outage of the model delays screening, it never rejects."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import BRIGHT, DARK, ImageFactory
+
+from .conftest import Deployment, running_daemon, wait_until
+
+
+class FlakyModel:
+    """Wraps a classifier's logits function; fails every call while `down` is set."""
+
+    def __init__(self, healthy: Any) -> None:
+        self.healthy = healthy
+        self.down = threading.Event()
+        self.failures = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.down.is_set():
+            self.failures += 1
+            raise RuntimeError("mmap of model.tflite failed")
+        return np.asarray(self.healthy(batch))
+
+
+def test_a_model_outage_delays_screening_and_rejects_nothing(
+    deployment: Deployment, image_factory: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = deployment.write_config(retry_max_s=0.2)
+    with running_daemon(settings) as daemon:
+        classifier = daemon.pipeline.slot.active.classifier
+        flaky = FlakyModel(classifier._logits_fn)
+        monkeypatch.setattr(classifier, "_logits_fn", flaky)
+        flaky.down.set()
+        for n in range(5):
+            image_factory(deployment.inbox / f"f{n}.jpg", color=BRIGHT, seed=n, noise=4.0)
+        # Probe included, the model has failed on several tries of the waiting batch.
+        wait_until(lambda: flaky.failures >= 6, what="the batch to be tried again")
+        assert deployment.verdicts() == []
+        flaky.down.clear()
+        wait_until(lambda: len(deployment.verdicts()) == 5, what="5 verdicts")
+        wait_until(lambda: len(deployment.sorted_files()["ai"]) == 5, what="5 files sorted")
+    assert {v.status for v in deployment.verdicts()} == {"classified"}
+    assert deployment.sorted_files()["rejected"] == []
+
+
+def test_an_image_the_model_cannot_take_is_rejected_alone(
+    deployment: Deployment, image_factory: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model passes its probe, so the failure is the image's: only that file is rejected."""
+    settings = deployment.write_config(on_verdict="keep", max_wait_ms=500)
+    with running_daemon(settings) as daemon:
+        classifier = daemon.pipeline.slot.active.classifier
+        healthy = classifier._logits_fn
+
+        def fails_on_dark(batch: np.ndarray) -> np.ndarray:
+            means = batch.reshape(len(batch), -1).mean(axis=1)
+            if ((means > 5) & (means < 100)).any():  # dark.jpg, not the probe's black image
+                raise RuntimeError("kernel failed")
+            return np.asarray(healthy(batch))
+
+        monkeypatch.setattr(classifier, "_logits_fn", fails_on_dark)
+        image_factory(deployment.inbox / "bright.jpg", color=BRIGHT, seed=1, noise=4.0)
+        image_factory(deployment.inbox / "dark.jpg", color=DARK, seed=2, noise=4.0)
+        wait_until(lambda: len(deployment.verdicts()) == 2, what="2 verdicts")
+    status = {Path(v.path).name: (v.status, v.reason) for v in deployment.verdicts()}
+    assert status["bright.jpg"] == ("classified", None)
+    assert status["dark.jpg"][0] == "rejected"
+    assert "kernel failed" in (status["dark.jpg"][1] or "")
