@@ -26,6 +26,7 @@ import tensorflow as tf
 from detector.bundle import ModelMeta, new_version, save_bundle
 from training import architectures, calibration, evaluate, pipeline
 from training import augment as aug
+from training import litert as litert_export
 from training.config import TrainingConfig
 from training.datasets import DatasetSplits, fingerprint
 
@@ -348,6 +349,11 @@ def train(
         for name in ("validate", "test")
         if len(data[name])
     }
+    litert = (
+        _choose_litert(model, settings.image_size, data, temperature, threshold)
+        if export_litert
+        else None
+    )
     epochs_run = len(history.get("loss", []))
     info = {
         "command": command,
@@ -367,6 +373,7 @@ def train(
         },
         "train_seconds": step_seconds,
         "images_per_second": epochs_run * len(data["train"]) / max(step_seconds, 1e-9),
+        **({"litert": litert.info} if litert is not None else {}),
         **environment(),
     }
     meta = ModelMeta(
@@ -382,7 +389,13 @@ def train(
     # Wall time up to the bundle write (the LiteRT export inside it is not training).
     info["wall_seconds"] = time.perf_counter() - started
     bundle_dir = publish_bundle(
-        model, meta, dest, overwrite=overwrite, export_litert=export_litert, private=private
+        model,
+        meta,
+        dest,
+        overwrite=overwrite,
+        export_litert=False,
+        private=private,
+        tflite=litert.content if litert is not None else None,
     )
     return TrainResult(
         bundle_dir=bundle_dir,
@@ -394,6 +407,24 @@ def train(
         train_seconds=step_seconds,
         images_per_second=info["images_per_second"],
     )
+
+
+def _choose_litert(
+    model: keras.Model,
+    size: int,
+    data: dict[str, pipeline.DecodedSet],
+    temperature: float,
+    threshold: float,
+) -> litert_export.LiteRTChoice | None:
+    """The LiteRT model to ship, judged on the test split (validation when there is none)."""
+    split = "test" if len(data["test"]) else "validate"
+    try:
+        return litert_export.choose_litert(
+            model, size, data[split], temperature=temperature, threshold=threshold, split=split
+        )
+    except Exception as exc:  # the bundle is still usable through Keras
+        logger.warning("LiteRT export failed, the bundle ships without it: %s", exc)
+        return None
 
 
 def environment() -> dict[str, Any]:
@@ -415,6 +446,7 @@ def publish_bundle(
     overwrite: bool = False,
     export_litert: bool = True,
     private: bool = True,
+    tflite: bytes | None = None,
 ) -> Path:
     """save_bundle to `dest`, replacing an existing bundle only with overwrite.
 
@@ -424,11 +456,20 @@ def publish_bundle(
     if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
         if dest.exists():
             dest.rmdir()
-        return save_bundle(model, meta, dest, export_litert=export_litert, private=private)
+        return save_bundle(
+            model, meta, dest, export_litert=export_litert, private=private, tflite=tflite
+        )
     if not overwrite:
         raise FileExistsError(f"{dest} already exists (use --overwrite to replace it)")
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    new = save_bundle(model, meta, staging / "bundle", export_litert=export_litert, private=private)
+    new = save_bundle(
+        model,
+        meta,
+        staging / "bundle",
+        export_litert=export_litert,
+        private=private,
+        tflite=tflite,
+    )
     old = staging / "old"
     os.rename(dest, old)
     os.rename(new, dest)

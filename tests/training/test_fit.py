@@ -41,11 +41,10 @@ def test_short_training_run_writes_a_complete_bundle(
         run_dir=tmp_path / "run",
         cache_dir=cache_dir,
         command="pytest",
-        export_litert=False,
         verbose=0,
     )
     bundle = result.bundle_dir
-    assert sorted(p.name for p in bundle.iterdir()) == ["model.json", "model.keras"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["model.json", "model.keras", "model.tflite"]
     meta = read_meta(bundle)
     assert meta.arch == "tiny" and meta.input_size == 32
     assert meta.temperature > 0 and 0.0 <= meta.threshold <= 1.0
@@ -67,6 +66,13 @@ def test_short_training_run_writes_a_complete_bundle(
     classifier = Classifier.load(bundle, backend="keras")
     modelio.check_model_contract(classifier_model(bundle), 32)
     assert classifier.predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1,)
+    # The LiteRT model shipped is the one the recorded comparison chose, on the test split.
+    litert = meta.training["litert"]
+    assert litert["split"] == "test"
+    shipped = litert["quantization"]
+    assert (bundle / "model.tflite").stat().st_size == litert[shipped]["bytes"]
+    assert litert["float32"]["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
+    assert Classifier.load(bundle, backend="litert").backend == "litert"
 
 
 def classifier_model(bundle: Path) -> object:

@@ -1,0 +1,81 @@
+"""The LiteRT export choice: int8 weights only when test accuracy stays within 0.2 points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from detector.bundle import KERAS_FILE, TFLITE_FILE, read_meta
+from detector.classifier import Classifier
+from training.datasets import Sample
+from training.litert import (
+    DYNAMIC_INT8,
+    FLOAT32,
+    choose_litert,
+    litert_logits,
+    quantization_keeps_accuracy,
+)
+from training.pipeline import DecodedSet
+
+from ..conftest import BRIGHT, DARK, TINY_SIZE
+
+
+def brightness_set(n: int = 40, seed: int = 3) -> DecodedSet:
+    """Noisy bright (ai) and dark (real) images: what the tiny model learned to tell apart."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    base = np.where(labels[:, None, None, None] == 1, BRIGHT[0], DARK[0])
+    noise = rng.normal(0, 12, (n, TINY_SIZE, TINY_SIZE, 3))
+    pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+    samples = tuple(
+        Sample(Path(f"img{i}.png"), int(label), "test", "synthetic")
+        for i, label in enumerate(labels)
+    )
+    return DecodedSet(pixels, labels.astype(np.float32), ("synthetic",) * n, samples)
+
+
+@pytest.mark.parametrize(
+    ("float_acc", "int8_acc", "keep"),
+    [(0.9, 0.9, True), (0.9, 0.901, True), (0.9, 0.898, True), (0.9, 0.8979, False)],
+)
+def test_int8_is_kept_only_within_two_tenths_of_a_point(
+    float_acc: float, int8_acc: float, keep: bool
+) -> None:
+    assert quantization_keeps_accuracy(float_acc, int8_acc) is keep
+
+
+def test_choice_measures_both_exports_and_ships_one_that_serves(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    model = keras.saving.load_model(tiny_bundle / KERAS_FILE, safe_mode=True)
+    meta = read_meta(tiny_bundle)
+    data = brightness_set()
+    choice = choose_litert(model, TINY_SIZE, data, temperature=1.0, threshold=0.5, split="test")
+    info = choice.info
+    assert info["quantization"] == choice.quantization
+    accuracies = {kind: info[kind]["accuracy"] for kind in (FLOAT32, DYNAMIC_INT8)}
+    assert accuracies[FLOAT32] == 1.0  # the tiny model separates these perfectly
+    expected = DYNAMIC_INT8 if accuracies[FLOAT32] - accuracies[DYNAMIC_INT8] <= 0.002 else FLOAT32
+    assert choice.quantization == expected
+    assert len(choice.content) == info[choice.quantization]["bytes"]
+    json.dumps(info)
+    # The chosen bytes are what the service runs: same labels as Keras on these images.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for name in ("model.json", KERAS_FILE):
+        (bundle / name).write_bytes((tiny_bundle / name).read_bytes())
+    (bundle / TFLITE_FILE).write_bytes(choice.content)
+    served = Classifier.load(bundle, backend="litert").predict(data.pixels)
+    assert [s >= meta.threshold for s in served] == [bool(label) for label in data.labels]
+
+
+def test_litert_logits_of_float_export_equal_keras(tiny_bundle: Path) -> None:
+    model = keras.saving.load_model(tiny_bundle / KERAS_FILE, safe_mode=True)
+    data = brightness_set(n=70)  # more than one batch of 64, and a ragged last batch
+    content = (tiny_bundle / TFLITE_FILE).read_bytes()
+    expected = np.asarray(model(data.pixels.astype(np.float32), training=False)).reshape(-1)
+    np.testing.assert_allclose(litert_logits(content, data.pixels), expected, atol=1e-3)

@@ -1,0 +1,108 @@
+"""Which LiteRT model a bundle ships: float32, or int8 weights when that costs no accuracy.
+
+Dynamic-range quantization (int8 weights, float activations) makes the `.tflite` about 4x smaller
+and CPU screening about twice as fast, but it changes the scores. The performance issue's rule:
+ship it only when test accuracy stays within 0.2 points of the float model; otherwise float32.
+The comparison is made here, at training time, with both exports run through the LiteRT
+interpreter on the held-out split, and stored in model.json for the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from detector.bundle import check_tflite_matches, export_tflite_bytes
+from training import calibration
+from training.pipeline import DecodedSet
+
+logger = logging.getLogger(__name__)
+
+# Largest accuracy loss (fraction, i.e. 0.2 points) the quantized model may have.
+MAX_ACCURACY_LOSS = 0.002
+FLOAT32 = "float32"
+DYNAMIC_INT8 = "dynamic_range_int8"
+_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LiteRTChoice:
+    """The LiteRT model to ship and why (`info` goes into model.json)."""
+
+    content: bytes
+    quantization: str
+    info: dict[str, Any]
+
+
+def choose_litert(
+    model: keras.Model,
+    size: int,
+    data: DecodedSet,
+    *,
+    temperature: float,
+    threshold: float,
+    split: str,
+) -> LiteRTChoice:
+    """Export float32 and dynamic-range int8; keep int8 only within MAX_ACCURACY_LOSS on `data`."""
+    exact = export_tflite_bytes(model, size)
+    check_tflite_matches(model, exact, size)
+    info: dict[str, Any] = {"split": split, "max_accuracy_loss": MAX_ACCURACY_LOSS}
+    info[FLOAT32] = _summary(exact, data, temperature, threshold)
+    try:
+        small = export_tflite_bytes(model, size, quantize=True)
+        info[DYNAMIC_INT8] = _summary(small, data, temperature, threshold)
+    except Exception as exc:  # the float model is still fine to ship
+        logger.warning("dynamic-range quantization failed, shipping float32: %s", exc)
+        info["quantization"] = FLOAT32
+        return LiteRTChoice(exact, FLOAT32, info)
+    keep = quantization_keeps_accuracy(info[FLOAT32]["accuracy"], info[DYNAMIC_INT8]["accuracy"])
+    chosen, content = (DYNAMIC_INT8, small) if keep else (FLOAT32, exact)
+    info["quantization"] = chosen
+    logger.info(
+        "LiteRT: %s (%s accuracy float32 %.4f, int8 %.4f; %.1f MB vs %.1f MB)",
+        chosen,
+        split,
+        info[FLOAT32]["accuracy"],
+        info[DYNAMIC_INT8]["accuracy"],
+        len(exact) / 1e6,
+        len(small) / 1e6,
+    )
+    return LiteRTChoice(content, chosen, info)
+
+
+def quantization_keeps_accuracy(float_accuracy: float, int8_accuracy: float) -> bool:
+    """The rule: int8 may be at most MAX_ACCURACY_LOSS (0.2 points) less accurate."""
+    return float_accuracy - int8_accuracy <= MAX_ACCURACY_LOSS + 1e-12
+
+
+def _summary(
+    content: bytes, data: DecodedSet, temperature: float, threshold: float
+) -> dict[str, Any]:
+    probs = calibration.sigmoid(litert_logits(content, data.pixels) / temperature)
+    accuracy = float(np.mean((probs >= threshold) == (data.labels >= 0.5))) if len(data) else 0.0
+    return {"accuracy": accuracy, "bytes": len(content)}
+
+
+def litert_logits(content: bytes, pixels: np.ndarray) -> np.ndarray:
+    """Logits of a LiteRT model for uint8 pixels (N, S, S, 3), in batches."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=None)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    logits: list[np.ndarray] = []
+    shape = -1
+    for start in range(0, len(pixels), _BATCH):
+        batch = np.asarray(pixels[start : start + _BATCH], dtype=np.float32)
+        if batch.shape[0] != shape:
+            interpreter.resize_tensor_input(inp, list(batch.shape), strict=False)
+            interpreter.allocate_tensors()
+            shape = batch.shape[0]
+        interpreter.set_tensor(inp, batch)
+        interpreter.invoke()
+        logits.append(np.asarray(interpreter.get_tensor(out), dtype=np.float64).reshape(-1))
+    return np.concatenate(logits) if logits else np.zeros((0,), dtype=np.float64)
