@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -37,3 +37,6 @@ class TrainingConfig:
     promote_margin: float = 0.0
     # ... and at most this much worse on any single source.
     promote_source_margin: float = 0.01
+    # Bundles of rejected candidates kept in the model store (newest first); older ones are
+    # deleted after each retraining so nightly runs do not fill the disk. Registry rows stay.
+    keep_rejected: int = field(default=3, metadata={"min": 0})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from reports.page import Stamp
 from reports.site import candidate_page_name, write_index, write_report
 from storage import queries
 from storage.db import Database
+from storage.models import ModelStatus
 from training.datasets import DatasetSplits, Sample, download_kaggle, fingerprint, load_layout
 from watcher.commands.report import (
     PER_IMAGE,
@@ -154,8 +156,36 @@ def _retrain(
     promoted = bool(decision["promote"])
     logger.info("candidate %s %s", cand.version, "promoted" if promoted else "rejected")
     report = _write_reports(settings, db, cand, champ, decision, splits, test_fp)
+    prune_rejected(settings, db)
     reasons = tuple(str(r) for r in decision.get("reasons", ()))
     return RetrainOutcome(run_id, "succeeded", cand.version, promoted, reasons, report=report)
+
+
+def prune_rejected(settings: Settings, db: Database) -> list[Path]:
+    """Delete bundles of rejected candidates beyond [training] keep_rejected (newest kept).
+
+    Only folders inside the model store are touched; the registry rows, their metrics and the
+    candidates' reports stay, so the history of decisions is complete.
+    """
+    store = settings.detector.model_store.resolve()
+    with db.session() as s:
+        rejected = [
+            Path(v.path)
+            for v in queries.list_model_versions(s)
+            if v.status == ModelStatus.REJECTED.value
+        ]
+    removed: list[Path] = []
+    for path in (p.resolve() for p in rejected[settings.training.keep_rejected :]):
+        if path == store or not path.is_relative_to(store) or not path.is_dir():
+            continue
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:  # disk hygiene only: never fail the run for it
+            logger.warning("could not delete rejected bundle %s: %s", path, exc)
+            continue
+        logger.info("deleted rejected candidate bundle %s", path)
+        removed.append(path)
+    return removed
 
 
 def load_training_data(settings: Settings) -> DatasetSplits:

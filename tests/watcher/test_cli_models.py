@@ -29,12 +29,16 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def _register(db: Database, version: str, status: str = "candidate", **metrics: float) -> None:
+    """A registry row with a bundle folder beside the database (promote checks it exists)."""
+    bundle = Path(str(db.engine.url.database)).parent / "models" / version
+    bundle.mkdir(parents=True)
+    (bundle / "model.json").write_text("{}", encoding="utf-8")
     with db.session() as s:
         q.register_model_version(
             s,
             version=version,
             arch="tiny_cnn",
-            path=f"/models/{version}",
+            path=str(bundle),
             input_size=32,
             threshold=0.5,
             data_fingerprint="",

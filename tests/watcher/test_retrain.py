@@ -248,3 +248,52 @@ def test_human_labels_join_training_only(
     assert [(s.path, s.label, s.split, s.source) for s in extra] == [
         (good, 1, "train", HUMAN_SOURCE)
     ]
+
+
+def test_old_rejected_bundles_are_pruned_and_cannot_be_promoted(
+    config: Path,
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dataclasses
+
+    from watcher.retrain import prune_rejected
+
+    store = settings.detector.model_store
+    outside = tmp_path / "elsewhere" / "r-outside"
+
+    def bundle(version: str, status: str, folder: Path | None = None) -> Path:
+        path = folder or store / version
+        path.mkdir(parents=True)
+        (path / "model.json").write_text("{}", encoding="utf-8")
+        with db.session() as s:
+            q.register_model_version(
+                s,
+                version=version,
+                arch="tiny",
+                path=str(path),
+                input_size=32,
+                threshold=0.5,
+                data_fingerprint="",
+                metrics={},
+                training={},
+                status=status,
+            )
+        return path
+
+    champ = bundle("champ", "champion")
+    not_ours = bundle("r-outside", "rejected", outside)
+    old, middle, newest = (bundle(f"r{i}", "rejected") for i in range(3))
+    keep_one = dataclasses.replace(
+        settings, training=dataclasses.replace(settings.training, keep_rejected=1)
+    )
+    removed = prune_rejected(keep_one, db)
+    assert sorted(removed) == sorted([old.resolve(), middle.resolve()])
+    assert newest.is_dir() and champ.is_dir() and not_ours.is_dir()
+    assert not old.exists() and not middle.exists()
+    assert model_row(db, "r0")["status"] == "rejected"  # the registry keeps the history
+    assert main(["--config", str(config), "models", "promote", "r0"]) != 0
+    assert "gone" in capsys.readouterr().err
+    assert champion(db) == "champ"

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.orm import Session
 
+from detector.bundle import META_FILE
 from storage import queries
 from storage.db import Database
 from storage.models import ModelStatus, ModelVersion
@@ -73,6 +74,10 @@ def promote_version(db: Database, version: str, out: TextIO) -> int:
     """Make `version` the champion; its predecessor is retired."""
 
     def change(session: Session) -> str | None:
+        target = queries.get_model_version(session, version)
+        if target is not None and not (Path(target.path) / META_FILE).is_file():
+            # e.g. a rejected candidate whose bundle was pruned ([training] keep_rejected).
+            raise queries.NotFound(f"the bundle of {version} is gone from {target.path}")
         previous = queries.champion(session)
         queries.promote(session, version, _manual_decision("promote"))
         return previous.version if previous is not None else None
