@@ -55,6 +55,32 @@ DUE_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What moving and reporting need of a file row as the writer last wrote it.
+
+    Built from the outcome just stored, so a bulk UPDATE needs no ORM row loaded back.
+    """
+
+    id: int
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str | None
+    state: str
+    disposition: str | None
+    reason: str | None
+    screened_at: datetime | None
+
+    @classmethod
+    def of(cls, row: FileRow) -> StoredFile:
+        """The facts of a loaded row."""
+        return cls(
+            row.id, row.path, row.size_bytes, row.mtime_ns, row.sha256, row.state,
+            row.disposition, row.reason, row.screened_at,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class WriterOptions:
     """How the writer claims, stores and disposes."""
 
@@ -101,7 +127,7 @@ def verdict_of(s: Session, row: FileRow) -> Verdict:
     )
 
 
-def outcome_verdict(outcome: Outcome, row: FileRow) -> Verdict:
+def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
     """The verdict of an outcome just stored (no extra query)."""
     if isinstance(outcome, Classified):
         return Verdict(
@@ -262,24 +288,31 @@ class DbWriter(Worker):
     # --- discovery -------------------------------------------------------------------------
 
     def _discover(self, items: list[Discovered]) -> None:
-        def txn(s: Session) -> list[tuple[FileRow, bool, bool]]:
-            return [self._discover_one(s, d) for d in items]
-
-        for d, (row, created, again) in zip(items, self._db.retrying(txn), strict=True):
+        found = self._db.retrying(lambda s: self._discover_rows(s, items))
+        for d, (row, created, again) in zip(items, found, strict=True):
             if created:
                 logger.info("discovered %s", d.path)
             elif again:
                 logger.info("%s is back in the inbox; sorting it again", d.path)
             self._after_discover(d, row)
 
-    def _discover_one(self, s: Session, d: Discovered) -> tuple[FileRow, bool, bool]:
-        row, created = queries.discover_file(
-            s, path=d.path, size_bytes=d.size_bytes, mtime_ns=d.mtime_ns, origin=d.origin
+    def _discover_rows(
+        self, s: Session, items: list[Discovered]
+    ) -> list[tuple[FileRow, bool, bool]]:
+        """(row, created, back in the inbox) per item; files back get sorted again."""
+        arrivals = [queries.FileArrival(d.path, d.size_bytes, d.mtime_ns, d.origin) for d in items]
+        found: list[tuple[FileRow, bool, bool]] = []
+        back: set[int] = set()
+        for d, (row, created) in zip(items, queries.discover_files(s, arrivals), strict=True):
+            # The same arrival twice in one batch is back once, as one row at a time would be.
+            again = not created and row.id not in back and self._is_rearrival(row, d)
+            if again:
+                back.add(row.id)
+            found.append((row, created, again))
+        queries.record_dispositions(
+            s, [queries.DispositionUpdate(file_id, "pending") for file_id in sorted(back)]
         )
-        again = not created and self._is_rearrival(row, d)
-        if again:
-            queries.record_disposition(s, row.id, disposition="pending")
-        return row, created, again
+        return found
 
     def _is_rearrival(self, row: FileRow, d: Discovered) -> bool:
         """A screened file back at its old path with the same size and mtime (e.g. `mv` back)."""
@@ -356,10 +389,8 @@ class DbWriter(Worker):
         waiting = list(self._waiting.values())
         self._waiting.clear()
 
-        def txn(s: Session) -> list[FileRow]:
-            return [self._discover_one(s, d)[0] for d in waiting]
-
-        rows = self._db.retrying(txn)
+        found = self._db.retrying(lambda s: self._discover_rows(s, waiting))
+        rows = [row for row, _, _ in found]
         self._report_existing([r for r in rows if r.state in FINAL_FILE_STATES])
         self._to_claim.extend(r.path for r in rows if r.state not in FINAL_FILE_STATES)
 
@@ -370,13 +401,13 @@ class DbWriter(Worker):
         if not outcomes:
             return
         try:
-            rows: list[FileRow | None] = list(
-                self._db.retrying(lambda s: [self._store_one(s, o) for o in outcomes])
+            rows: list[StoredFile | None] = list(
+                self._db.retrying(lambda s: self._store_batch(s, outcomes))
             )
         except Exception:
             logger.exception("storing %d verdicts failed; storing them one by one", len(outcomes))
             rows = [self._store_alone(o) for o in outcomes]
-        to_move: list[tuple[FileRow, str, str | None]] = []
+        to_move: list[tuple[StoredFile, str, str | None]] = []
         for outcome, row in zip(outcomes, rows, strict=True):
             self._in_flight.pop(outcome.job.file_id, None)
             if row is None:
@@ -389,48 +420,55 @@ class DbWriter(Worker):
         if to_move:
             self._dispose(to_move)
 
-    def _store_one(self, s: Session, outcome: Outcome) -> FileRow:
+    def _store_batch(self, s: Session, outcomes: list[Outcome]) -> list[StoredFile]:
+        """Store outcomes in order: model verdicts set-based, rejections (rare) row by row."""
+        classified = [self._classified_file(o) for o in outcomes if isinstance(o, Classified)]
+        screened_at = queries.store_classified(s, classified)
+        items = iter(classified)
+        stored: list[StoredFile] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Classified):
+                stored.append(_stored(outcome.job, next(items), screened_at))
+            else:
+                stored.append(StoredFile.of(self._store_rejected(s, outcome)))
+        return stored
+
+    def _classified_file(self, outcome: Classified) -> queries.ClassifiedFile:
         job = outcome.job
-        disposition = self._initial_disposition(outcome)
-        if isinstance(outcome, Rejected):
-            return queries.mark_rejected(
-                s,
-                job.file_id,
-                code=outcome.code,
-                reason=outcome.reason,
-                sha256=outcome.sha256,
-                disposition=disposition,
-            )
-        image = queries.upsert_image(
-            s, outcome.sha256, job.size_bytes, outcome.width, outcome.height, outcome.format
-        )
-        # Get-or-create: the same content screened twice in flight keeps one prediction.
-        prediction = queries.add_prediction(
-            s,
-            image_id=image.id,
+        return queries.ClassifiedFile(
+            file_id=job.file_id,
+            sha256=outcome.sha256,
+            size_bytes=job.size_bytes,
+            width=outcome.width,
+            height=outcome.height,
+            format=outcome.format,
             model_version_id=outcome.model_version_id,
             score=outcome.score,
             label=outcome.label,
             decode_ms=outcome.decode_ms,
             infer_ms=outcome.infer_ms,
-        )
-        return queries.mark_classified(
-            s,
-            job.file_id,
-            sha256=outcome.sha256,
-            prediction_id=prediction.id,
-            disposition=disposition,
+            disposition=self._initial_disposition(outcome),
         )
 
-    def _store_alone(self, outcome: Outcome) -> FileRow | None:
+    def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:
+        return queries.mark_rejected(
+            s,
+            outcome.job.file_id,
+            code=outcome.code,
+            reason=outcome.reason,
+            sha256=outcome.sha256,
+            disposition=self._initial_disposition(outcome),
+        )
+
+    def _store_alone(self, outcome: Outcome) -> StoredFile | None:
         """Store one outcome; if even that fails, record the file as rejected with the error."""
         try:
-            return self._db.retrying(lambda s: self._store_one(s, outcome))
+            return self._db.retrying(lambda s: self._store_batch(s, [outcome])[0])
         except Exception as exc:
             logger.exception("could not store the verdict for %s", outcome.job.path)
             fallback = Rejected(outcome.job, "unreadable", f"internal error storing verdict: {exc}")
         try:
-            return self._db.retrying(lambda s: self._store_one(s, fallback))
+            return self._db.retrying(lambda s: self._store_batch(s, [fallback])[0])
         except Exception:
             logger.exception("could not record %s as rejected either", outcome.job.path)
             return None
@@ -462,7 +500,7 @@ class DbWriter(Worker):
 
     # --- reporting (scan) ------------------------------------------------------------------
 
-    def _report(self, outcome: Outcome, row: FileRow) -> None:
+    def _report(self, outcome: Outcome, row: StoredFile) -> None:
         if self._watched.pop(row.id, None) is not None and self._on_final is not None:
             self._on_final(outcome_verdict(outcome, row))
 
@@ -485,7 +523,7 @@ class DbWriter(Worker):
         with self._db.session() as s:
             rows = queries.due_dispositions(s, now, DUE_LIMIT)
             items = [
-                (row, row.state, verdict_of(s, row).label)
+                (StoredFile.of(row), row.state, verdict_of(s, row).label)
                 for row in rows
                 if row.id not in self._in_flight
             ]
@@ -493,19 +531,16 @@ class DbWriter(Worker):
             self._dispose(items)
         return bool(items)
 
-    def _dispose(self, items: list[tuple[FileRow, str, str | None]]) -> None:
-        """Move each file (verdict already committed), then record where it went."""
+    def _dispose(self, items: list[tuple[StoredFile, str, str | None]]) -> None:
+        """Move each file (verdict already committed), then record where they went at once."""
         records = [self._move_one(row, status, label) for row, status, label in items]
+        self._db.retrying(lambda s: queries.record_dispositions(s, records))
 
-        def txn(s: Session) -> None:
-            for file_id, fields in records:
-                queries.record_disposition(s, file_id, **fields)
-
-        self._db.retrying(txn)
-
-    def _move_one(self, row: FileRow, status: str, label: str | None) -> tuple[int, dict[str, Any]]:
+    def _move_one(
+        self, row: StoredFile, status: str, label: str | None
+    ) -> queries.DispositionUpdate:
         if not self._move_allowed(row.path):
-            return row.id, {"disposition": "kept"}
+            return queries.DispositionUpdate(row.id, "kept")
         folder = folder_for(self._opt.output, status, label)
         try:
             dest = move_file(
@@ -516,16 +551,16 @@ class DbWriter(Worker):
                 sha256=row.sha256,
             )
         except MoveFailed as exc:
-            return row.id, self._move_failed(row, exc)
+            return self._move_failed(row, exc)
         self._failures.pop(row.id, None)
         logger.info("moved %s -> %s", row.path, dest)
-        return row.id, {"disposition": "moved", "dest_path": str(dest)}
+        return queries.DispositionUpdate(row.id, "moved", dest_path=str(dest))
 
-    def _move_failed(self, row: FileRow, exc: MoveFailed) -> dict[str, Any]:
+    def _move_failed(self, row: StoredFile, exc: MoveFailed) -> queries.DispositionUpdate:
         if not exc.retry:
             logger.warning("not moving %s: %s", row.path, exc.reason)
             self._failures.pop(row.id, None)
-            return {"disposition": "failed", "reason": exc.reason}
+            return queries.DispositionUpdate(row.id, "failed", reason=exc.reason)
         failures = self._failures[row.id] = self._failures.get(row.id, 0) + 1
         delay = backoff_s(failures, self._opt.retry_max_s)
         logger.warning(
@@ -535,11 +570,24 @@ class DbWriter(Worker):
             failures,
             delay,
         )
-        return {
-            "disposition": "pending",
-            "reason": f"move failed: {exc.reason}",
-            "next_attempt_at": utcnow() + timedelta(seconds=delay),
-        }
+        return queries.DispositionUpdate(
+            row.id,
+            "pending",
+            reason=f"move failed: {exc.reason}",
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+        )
+
+
+def _stored(job: Job, item: queries.ClassifiedFile, screened_at: datetime) -> StoredFile:
+    """The row store_classified() wrote (a row's path, size and mtime never change).
+
+    item.disposition is never None here: _initial_disposition gives None to vanished
+    rejections only.
+    """
+    return StoredFile(
+        job.file_id, job.path, job.size_bytes, job.mtime_ns, item.sha256, "classified",
+        item.disposition, None, screened_at,
+    )  # fmt: skip
 
 
 def _log_outcome(outcome: Outcome) -> None:
