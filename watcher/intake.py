@@ -2,10 +2,11 @@
 
 The observer callback only records the path (`EventTracker.note`); the intake thread decides
 when a file is complete, following paperless-ngx's consumer: a move into the inbox or a
-close-after-write counts at once, anything else once size and mtime stayed unchanged for
-`quiet_period_s`. Files present at start-up and a periodic rescan catch what events missed
-(network shares send none). Discovery streams: a backlog of any size is walked one entry at a
-time and handed on through a bounded queue.
+close-after-write counts at once, a created file last written long ago after a short second look
+(`CONFIRM_S`), anything else once size and mtime stayed unchanged for `quiet_period_s`. Files
+present at start-up and a periodic rescan catch what events missed (network shares send none).
+Discovery streams: a backlog of any size is walked one entry at a time and handed on through a
+bounded queue.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ NETWORK_FS = frozenset(
 # Keys of files already handed on by a rescan, so a "keep" inbox is not re-sent every rescan.
 SEEN_MAX = 100_000
 ROOT_CHECK_S = 1.0
+# The second look at a created file whose mtime is already older than the quiet period (a file
+# moved in from outside, see Intake._handle_note): long enough for a writer that is still
+# appending to change the size, short next to the quiet period it replaces.
+CONFIRM_S = 0.05
 
 Submit = Callable[[Discovered, threading.Event], bool]
 
@@ -236,7 +241,7 @@ class Intake(Worker):
         self._quiet_s = quiet_period_s
         self._rescan_s = max(rescan_interval_s, 0.1) if rescan_interval_s > 0 else 0.0
         self._check_roots = check_roots
-        # path -> (size, mtime_ns, monotonic time first seen with these values)
+        # path -> (size, mtime_ns, monotonic time it counts as complete if these stay the same)
         self._settling: dict[str, tuple[int, int, float]] = {}
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._next_rescan = 0.0
@@ -278,7 +283,7 @@ class Intake(Worker):
         if self._rescan_s:
             due.append(self._next_rescan)
         if self._settling:
-            due.append(min(t for _, _, t in self._settling.values()) + self._quiet_s)
+            due.append(min(t for _, _, t in self._settling.values()))
         return min(max(min(due) - now, 0.0), WAKE_S * 5)
 
     def _periodic(self) -> None:
@@ -316,23 +321,30 @@ class Intake(Worker):
             self._settling.pop(str(path), None)
             self._emit(path, st, from_event=True)
         elif str(path) not in self._settling and self._age_s(st) >= self._quiet_s:
-            # A created event for a file that was last written long ago: moved in from
-            # another folder (inotify reports that as a creation), so it is complete.
-            self._emit(path, st, from_event=True)
+            # Why an old mtime may skip the quiet period: inotify reports a file renamed into
+            # the inbox from outside as a creation, and a rename keeps the mtime, so such a
+            # file is complete and usually old. A file still being written has an mtime of
+            # "now" (every write sets it) and keeps the quiet period. Tools that give a copy an
+            # old mtime (cp -p, mv across filesystems, tar, rsync -t, curl -R) set it after the
+            # last byte; their earlier events saw a fresh mtime. Left: a share whose clock is
+            # behind ours by more than the quiet period; the second look after CONFIRM_S holds
+            # back such a file while its size moves, not a writer stalled for longer.
+            self._settle(path, st, wait_s=min(CONFIRM_S, self._quiet_s))
         else:
             self._settle(path, st)
 
-    def _settle(self, path: Path, st: os.stat_result) -> None:
-        """Start (or restart) the quiet period of a file still being written."""
+    def _settle(self, path: Path, st: os.stat_result, wait_s: float | None = None) -> None:
+        """Start (or restart) the wait of a file that may still be written (quiet period)."""
         key = str(path)
         previous = self._settling.get(key)
         if previous is None or previous[:2] != (st.st_size, st.st_mtime_ns):
-            self._settling[key] = (st.st_size, st.st_mtime_ns, time.monotonic())
+            wait = self._quiet_s if wait_s is None else wait_s
+            self._settling[key] = (st.st_size, st.st_mtime_ns, time.monotonic() + wait)
 
     def _check_settling(self) -> None:
         now = time.monotonic()
-        for key, (size, mtime_ns, since) in list(self._settling.items()):
-            if now - since < self._quiet_s:
+        for key, (size, mtime_ns, due) in list(self._settling.items()):
+            if now < due:
                 continue
             try:
                 st = os.lstat(key)
@@ -343,7 +355,7 @@ class Intake(Worker):
                 del self._settling[key]
                 self._emit(Path(key), st, from_event=True)
             else:
-                self._settling[key] = (st.st_size, st.st_mtime_ns, now)
+                self._settling[key] = (st.st_size, st.st_mtime_ns, now + self._quiet_s)
 
     def _rescan(self, roots: tuple[Path, ...]) -> None:
         self._next_rescan = time.monotonic() + self._rescan_s
