@@ -36,6 +36,9 @@ class WatcherConfig:
     poll_interval_s: float = 2.0
     # A file whose size and mtime stay unchanged this long is complete.
     quiet_period_s: float = 1.0
+    # A truncated or empty file written less than this long ago is set aside only once it has
+    # been left alone this long: a writer that closes between chunks may still append to it.
+    incomplete_hold_s: float = field(default=30.0, metadata={"min": 0.0})
     # Full rescan of the inbox folders to catch whatever events missed.
     rescan_interval_s: float = 60.0
     # Longest wait for a batch to fill before it goes to the model.

@@ -72,6 +72,7 @@ class Pipeline:
             output=Path(w.output),
             inboxes=tuple(Path(p) for p in w.inbox),
             retry_max_s=w.retry_max_s,
+            incomplete_hold_s=w.incomplete_hold_s,
             poll_s=min(1.0, max(w.poll_interval_s, 0.05)),
         )
         self.writer = DbWriter(db, options, self.tasks, self.jobs, on_final)

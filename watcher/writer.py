@@ -52,6 +52,8 @@ DRAIN_MAX = 512
 # How often failed or interrupted moves are looked for.
 DUE_CHECK_S = 0.5
 DUE_LIMIT = 64
+# Rejections that may only mean the file is still being written to.
+INCOMPLETE_CODES = frozenset({"empty", "truncated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class WriterOptions:
     output: Path
     inboxes: tuple[Path, ...]
     retry_max_s: float
+    # Truncated/empty files written less than this long ago wait this long before being moved.
+    incomplete_hold_s: float = 0.0
     # How often to look for work other processes left (pending rows, stale claims).
     poll_s: float = 1.0
 
@@ -176,6 +180,8 @@ class DbWriter(Worker):
         self._watched: dict[int, Discovered] = {}
         self._waiting: dict[int, Discovered] = {}
         self._failures: dict[int, int] = {}
+        # Rejected files stored with a later move time (see _hold_until), not moved right away.
+        self._held: set[int] = set()
         self._idle_waiters: list[WhenIdle] = []
         self._due_found = True
         self._next_poll = 0.0
@@ -413,9 +419,10 @@ class DbWriter(Worker):
             if row is None:
                 continue  # still claimed in the database: requeued after claim_timeout_s
             _log_outcome(outcome)
-            if row.disposition == "pending":
+            if row.disposition == "pending" and row.id not in self._held:
                 label = outcome.label if isinstance(outcome, Classified) else None
                 to_move.append((row, row.state, label))
+            self._held.discard(row.id)
             self._report(outcome, row)
         if to_move:
             self._dispose(to_move)
@@ -451,14 +458,35 @@ class DbWriter(Worker):
         )
 
     def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:
-        return queries.mark_rejected(
+        disposition = self._initial_disposition(outcome)
+        row = queries.mark_rejected(
             s,
             outcome.job.file_id,
             code=outcome.code,
             reason=outcome.reason,
             sha256=outcome.sha256,
-            disposition=self._initial_disposition(outcome),
+            disposition=disposition,
         )
+        hold = self._hold_until(outcome) if disposition == "pending" else None
+        if hold is not None:
+            self._held.add(row.id)
+            row = queries.record_disposition(s, row.id, disposition="pending", next_attempt_at=hold)
+        return row
+
+    def _hold_until(self, outcome: Rejected) -> datetime | None:
+        """When a just-written truncated or empty file may be set aside (None: now).
+
+        A writer that closes the file between chunks (some FTP/SMB clients, `touch` then
+        write) makes it look complete too early. Set aside at once, its next append would
+        re-create the file in the inbox with only the rest of the data: the image split in
+        two broken pieces. Held, it grows in place; move_file then refuses to move the
+        changed file, and the grown file arrives as a new row and is screened whole.
+        """
+        if outcome.code not in INCOMPLETE_CODES:
+            return None
+        age_s = time.time() - outcome.job.mtime_ns / 1e9
+        wait_s = self._opt.incomplete_hold_s - max(age_s, 0.0)
+        return utcnow() + timedelta(seconds=wait_s) if wait_s > 0 else None
 
     def _store_alone(self, outcome: Outcome) -> StoredFile | None:
         """Store one outcome; if even that fails, record the file as rejected with the error."""

@@ -79,7 +79,7 @@ def test_bundled_model_is_at_least_the_notebook_network(metrics: dict[str, Any])
 
 @pytest.mark.xfail(
     strict=True,
-    reason="not met yet: ffhq vs stylegan_140k near 0.7, bundle 16.6 MB (see docs/default-model.md)",
+    reason="not met yet: ffhq vs stylegan_140k near 0.7, bundle 16.6 MB (docs/default-model.md)",
 )
 def test_bundled_model_meets_the_product_targets(metrics: dict[str, Any]) -> None:
     size = sum(p.stat().st_size for p in _bundle().iterdir())

@@ -90,6 +90,7 @@ class Deployment:
             "rescan_interval_s": 60.0,
             "poll_interval_s": 0.1,
             "retry_max_s": 0.2,
+            "incomplete_hold_s": 0.0,
             "model_poll_s": 0.1,
             "queue_size": 64,
         }
