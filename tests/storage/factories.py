@@ -17,15 +17,17 @@ class Seed:
     db: Database
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
-    def model(self, version: str = "", status: str = "candidate", **metrics: float) -> int:
-        """Register a model version; returns its id."""
+    def model(
+        self, version: str = "", status: str = "candidate", path: str = "", **metrics: float
+    ) -> int:
+        """Register a model version (bundle folder `path`); returns its id."""
         version = version or f"m{next(self.counter)}"
         with self.db.session() as s:
             row = q.register_model_version(
                 s,
                 version=version,
                 arch="tiny",
-                path=f"/models/{version}",
+                path=path or f"/models/{version}",
                 input_size=32,
                 threshold=0.5,
                 data_fingerprint="fp",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BRIGHT, DARK, ImageFactory
+from tests.storage.factories import Seed
 
 from .conftest import Deployment, running_daemon, wait_until
 
@@ -276,23 +277,9 @@ def test_promoting_a_new_champion_switches_the_default_model(
     deployment.model = Path("default")
     settings = deployment.write_config(on_verdict="keep")
 
-    def register(s: Any, version: str, path: Path, status: str) -> None:
-        queries.register_model_version(
-            s,
-            version=version,
-            arch="tiny",
-            path=str(path),
-            input_size=32,
-            threshold=0.5,
-            data_fingerprint="",
-            metrics={},
-            training={},
-            status=status,
-        )
-
-    with deployment.database() as db, db.session() as s:
-        register(s, "champ-v1", v1, "champion")
-        register(s, "champ-v2", v2, "candidate")
+    with deployment.database() as db:
+        Seed(db).model("champ-v1", "champion", path=str(v1))
+        Seed(db).model("champ-v2", "candidate", path=str(v2))
     with running_daemon(settings) as daemon:
         assert daemon.pipeline.slot.active.classifier.version == "champ-v1"
         with deployment.database() as db, db.session() as s:

@@ -22,6 +22,7 @@ from PIL import Image
 from detector.bundle import read_meta
 from storage import queries as q
 from storage.db import Database
+from tests.storage.factories import Seed
 from watcher import cli
 from watcher.cli import main
 from watcher.retrain import HUMAN_SOURCE, labelled_samples, run_retraining
@@ -268,19 +269,7 @@ def test_old_rejected_bundles_are_pruned_and_cannot_be_promoted(
         path = folder or store / version
         path.mkdir(parents=True)
         (path / "model.json").write_text("{}", encoding="utf-8")
-        with db.session() as s:
-            q.register_model_version(
-                s,
-                version=version,
-                arch="tiny",
-                path=str(path),
-                input_size=32,
-                threshold=0.5,
-                data_fingerprint="",
-                metrics={},
-                training={},
-                status=status,
-            )
+        Seed(db).model(version, status, path=str(path))
         return path
 
     champ = bundle("champ", "champion")
