@@ -15,9 +15,9 @@ TARGET_ACCURACY = 0.97
 TARGET_AUC = 0.995
 TARGET_SOURCE_ACCURACY = 0.93
 TARGET_BUNDLE_BYTES = 8_000_000
-# The notebook's network (seed_cnn) trained by the same command on the same split.
-SEED_CNN_ACCURACY = 0.861
-SEED_CNN_AUC = 0.952
+# The notebook's network (seed_cnn) trained by the same command (32 epochs) on the same split.
+SEED_CNN_ACCURACY = 0.866
+SEED_CNN_AUC = 0.956
 
 pytestmark = pytest.mark.slow
 
