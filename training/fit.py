@@ -354,6 +354,12 @@ def train(
         if export_litert
         else None
     )
+    # After the LiteRT export, which needs the float model.
+    split = "test" if len(data["test"]) else "validate"
+    saved_model, keras_weights = litert_export.quantize_keras_if_lossless(
+        model, data[split], temperature=temperature, threshold=threshold
+    )
+    keras_weights["split"] = split
     epochs_run = len(history.get("loss", []))
     info = {
         "command": command,
@@ -374,6 +380,7 @@ def train(
         "train_seconds": step_seconds,
         "images_per_second": epochs_run * len(data["train"]) / max(step_seconds, 1e-9),
         **({"litert": litert.info} if litert is not None else {}),
+        "keras_weights": keras_weights,
         **environment(),
     }
     meta = ModelMeta(
@@ -389,7 +396,7 @@ def train(
     # Wall time up to the bundle write (the LiteRT export inside it is not training).
     info["wall_seconds"] = time.perf_counter() - started
     bundle_dir = publish_bundle(
-        model,
+        saved_model,
         meta,
         dest,
         overwrite=overwrite,

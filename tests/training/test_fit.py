@@ -73,6 +73,7 @@ def test_short_training_run_writes_a_complete_bundle(
     assert (bundle / "model.tflite").stat().st_size == litert[shipped]["bytes"]
     assert litert["float32"]["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
     assert Classifier.load(bundle, backend="litert").backend == "litert"
+    assert meta.training["keras_weights"]["weights"] in ("int8", "float32")
 
 
 def classifier_model(bundle: Path) -> object:

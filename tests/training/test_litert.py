@@ -18,6 +18,7 @@ from training.litert import (
     choose_litert,
     litert_logits,
     quantization_keeps_accuracy,
+    quantize_keras_if_lossless,
 )
 from training.pipeline import DecodedSet
 
@@ -79,3 +80,21 @@ def test_litert_logits_of_float_export_equal_keras(tiny_bundle: Path) -> None:
     content = (tiny_bundle / TFLITE_FILE).read_bytes()
     expected = np.asarray(model(data.pixels.astype(np.float32), training=False)).reshape(-1)
     np.testing.assert_allclose(litert_logits(content, data.pixels), expected, atol=1e-3)
+
+
+def test_keras_weights_are_quantized_only_by_the_rule(tiny_bundle: Path, tmp_path: Path) -> None:
+    model = keras.saving.load_model(tiny_bundle / KERAS_FILE, safe_mode=True)
+    before = [w.copy() for w in model.get_weights()]
+    data = brightness_set()
+    saved, info = quantize_keras_if_lossless(model, data, temperature=1.0, threshold=0.5)
+    accuracies = (info[FLOAT32]["accuracy"], info["int8"]["accuracy"])
+    assert accuracies[0] == 1.0
+    assert info["weights"] == ("int8" if quantization_keeps_accuracy(*accuracies) else FLOAT32)
+    assert (saved is not model) == (info["weights"] == "int8")
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)  # the float model is left as it was
+    # What is saved loads in safe mode and labels these images as the float model does.
+    saved.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    logits = np.asarray(reloaded.predict(data.pixels.astype(np.float32), verbose=0)).reshape(-1)
+    assert list(logits >= 0) == [bool(label) for label in data.labels]
