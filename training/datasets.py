@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,6 +73,34 @@ class DatasetSplits:
     def distribution(self) -> dict[str, dict[str, Any]]:
         """Per split: count per class and per source (JSON-safe)."""
         return {name: class_distribution(self.split(name)) for name in SPLITS}
+
+    def holding_out(self, sources: Iterable[str]) -> DatasetSplits:
+        """These splits with `sources` removed from train and validate, kept in test.
+
+        The test split then measures how the model does on a source (a generator, a camera
+        population) it never saw: the closest this dataset gets to the unseen faces it will meet
+        in an inbox.
+        """
+        names = frozenset(sources)
+        if not names:
+            return self
+        known = {s.source for s in self.all()}
+        unknown = sorted(names - known)
+        if unknown:
+            raise DatasetError(
+                f"cannot hold out unknown source(s) {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        train = tuple(s for s in self.train if s.source not in names)
+        validate = tuple(s for s in self.validate if s.source not in names)
+        for split, samples in (("train", train), ("validate", validate)):
+            missing = [CLASS_NAMES[c] for c in (0, 1) if not any(s.label == c for s in samples)]
+            if missing:
+                raise DatasetError(
+                    f"holding out {', '.join(sorted(names))} leaves no {missing[0]} images "
+                    f"in the {split} split"
+                )
+        return replace(self, train=train, validate=validate)
 
 
 def class_distribution(samples: Sequence[Sample]) -> dict[str, Any]:

@@ -368,6 +368,7 @@ def train(
             "root": str(splits.root),
             "layout": splits.layout,
             "distribution": splits.distribution(),
+            "unseen_sources": unseen_sources(splits),
         },
         "history": history,
         "best_epoch": early.best_epoch + 1,
@@ -414,6 +415,12 @@ def train(
         train_seconds=step_seconds,
         images_per_second=info["images_per_second"],
     )
+
+
+def unseen_sources(splits: DatasetSplits) -> list[str]:
+    """Sources in the test split that training never saw (held out, or only ever in test)."""
+    seen = {s.source for s in splits.train + splits.validate}
+    return sorted({s.source for s in splits.test} - seen)
 
 
 def _choose_litert(

@@ -154,6 +154,29 @@ def test_train_plain_layout_with_out_folder(
     assert not (tmp_path / "db.sqlite").exists()
 
 
+def test_train_with_a_held_out_source_reports_it_as_unseen(
+    config: Path, kaggle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "held-out"
+    args = ["--config", str(config), "train", "--data", str(kaggle_dir), "--epochs", "1"]
+    flags = ["--hold-out-source", "gen_b", "--no-augment", "--no-register", "--no-tflite"]
+    code = main([*args, "--out", str(out_dir), *flags])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "held out of train and validate: gen_b" in out
+    assert "train:    18 images  real    12  ai     6" in out
+    meta = read_meta(out_dir)
+    assert meta.training["dataset"]["unseen_sources"] == ["gen_b"]
+    assert meta.training["dataset"]["distribution"]["train"]["sources"].get("gen_b") is None
+    assert meta.training["config"]["augment"]["flip"] is False
+    unseen = meta.metrics["test"]["per_source"]["gen_b"]["accuracy"]
+    assert f"unseen by training: gen_b accuracy {unseen:.3f}" in out
+
+    code = main([*args, "--hold-out-source", "gen_z", "--no-register"])
+    assert code == 1
+    assert "unknown source(s) gen_z" in capsys.readouterr().err
+
+
 def test_bad_data_folder_fails_cleanly(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

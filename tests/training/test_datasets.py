@@ -151,3 +151,21 @@ def test_fingerprint_depends_on_content_and_labels(kaggle_dir: Path) -> None:
     assert len(fp) == 64
     write_face(splits.train[0].path, 0, seed=12345)  # same name, new pixels
     assert datasets.fingerprint(splits.all()) != fp
+
+
+def test_holding_out_a_source_keeps_it_only_in_test(kaggle_dir: Path) -> None:
+    splits = load_layout(kaggle_dir)
+    held = splits.holding_out(["gen_b"])
+    assert {s.source for s in held.train} == {"cam_a", "cam_b", "gen_a"}
+    assert {s.source for s in held.validate} == {"cam_a", "cam_b", "gen_a"}
+    assert held.test == splits.test  # the unseen source is still measured
+    assert len(held.train) == len(splits.train) - 6
+    assert held.holding_out([]) is held
+
+
+def test_holding_out_unknown_source_or_a_whole_class_is_refused(kaggle_dir: Path) -> None:
+    splits = load_layout(kaggle_dir)
+    with pytest.raises(DatasetError, match=r"unknown source.*gen_z.*known: cam_a"):
+        splits.holding_out(["gen_z"])
+    with pytest.raises(DatasetError, match="leaves no ai images in the train split"):
+        splits.holding_out(["gen_a", "gen_b"])

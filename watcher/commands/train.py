@@ -48,6 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--learning-rate", type=float, help="peak learning rate")
     train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--seed", type=int, help="seed for split, augmentation and weights")
+    train.add_argument(
+        "--hold-out-source",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="leave this manifest source out of train and validate (kept in test, to measure "
+        "an unseen source); repeatable",
+    )
+    train.add_argument(
+        "--no-augment", action="store_true", help="train without augmentation (for comparison)"
+    )
     train.add_argument("--out", type=Path, help="bundle folder (default: model store/<version>)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     train.add_argument("--no-register", action="store_true", help="do not touch the database")
@@ -96,6 +107,7 @@ def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Train a model, write its bundle and register it as a candidate."""
     from training.architectures import ARCHITECTURES
+    from training.augment import NO_AUGMENT
     from training.fit import FitSettings
 
     if args.arch is not None and args.arch not in ARCHITECTURES:
@@ -106,10 +118,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_USAGE
     try:
-        splits = resolve_data(args, settings)
+        splits = resolve_data(args, settings).holding_out(args.hold_out_source)
     except DatasetError as exc:
         print(f"deepfake-detector train: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.hold_out_source:
+        print(f"held out of train and validate: {', '.join(sorted(set(args.hold_out_source)))}")
+        print(format_distribution(splits), flush=True)
     fit_settings = FitSettings.from_config(
         settings.training,
         arch=args.arch,
@@ -119,6 +134,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         seed=args.seed,
+        augment=NO_AUGMENT if args.no_augment else None,
     )
     version = new_version(fit_settings.arch)
     store = settings.detector.model_store
@@ -216,6 +232,11 @@ def _print_result(result: Any) -> None:
     print(f"temperature {meta.temperature:.3f}, threshold {meta.threshold:.3f}")
     for split, metrics in meta.metrics.items():
         print(f"\n[{split}]\n{format_metrics(metrics)}")
+    unseen = meta.training["dataset"].get("unseen_sources", [])
+    test = meta.metrics.get("test", {}).get("per_source", {})
+    for source in unseen:
+        if source in test:
+            print(f"unseen by training: {source} accuracy {test[source]['accuracy']:.3f}")
 
 
 def resolve_model(spec: str, settings: Settings, db: Database | None) -> Path:
