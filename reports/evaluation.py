@@ -113,7 +113,7 @@ def build_evaluation_page(inp: EvaluationInput, *, stamp: Stamp, name: str = "ev
             _curves(m, labels, scores),
             _calibration(m, labels, scores),
             _sweep(m),
-            _per_source(m),
+            _per_source(m, _unseen_sources(inp.meta)),
             _mistakes(inp, threshold),
         ]
     sections.append(_training_curves(inp.meta))
@@ -302,11 +302,27 @@ def _cell(value: Any) -> Cell:
     return str(value)
 
 
-def _per_source(m: Mapping[str, Any]) -> Section:
+def _unseen_sources(meta: ModelMeta | None) -> tuple[str, ...]:
+    """Sources the model never saw in training (`train --hold-out-source`)."""
+    dataset = (meta.training if meta else {}).get("dataset")
+    unseen = dataset.get("unseen_sources") if isinstance(dataset, Mapping) else None
+    return tuple(str(s) for s in unseen) if isinstance(unseen, list) else ()
+
+
+def _per_source(m: Mapping[str, Any], unseen: Sequence[str] = ()) -> Section:
     title = "Metrics per source / generator"
     per = m.get("per_source")
     if not isinstance(per, Mapping) or not per:
         return nodata_section("per-source", title, "the test data names no sources.")
+    notes: list[Block] = []
+    if unseen:
+        notes.append(
+            Note(
+                f"Never seen in training (held out of train and validate): {', '.join(unseen)}. "
+                "Their accuracy shows how the model does on a source it was not fitted to.",
+                "warn",
+            )
+        )
     keys: list[str] = []
     for vals in per.values():
         for k in vals if isinstance(vals, Mapping) else ():
@@ -317,7 +333,7 @@ def _per_source(m: Mapping[str, Any]) -> Section:
         for src, vals in sorted(per.items())
     )
     acc = {str(src): _number(v.get("accuracy")) for src, v in per.items() if isinstance(v, Mapping)}
-    blocks: list[Block] = [Table(("source", *keys), rows)]
+    blocks: list[Block] = [*notes, Table(("source", *keys), rows)]
     if any(v is not None for v in acc.values()):
         chart = charts.bar_groups(
             list(acc), {"accuracy": [v or 0.0 for v in acc.values()]}, title=title, ylabel="acc"
