@@ -33,7 +33,12 @@ def test_sources_held_out_of_training_are_named_on_the_per_source_table() -> Non
 
 
 def test_a_model_trained_on_every_source_gets_no_unseen_note() -> None:
-    for training in ({}, {"dataset": {"unseen_sources": []}}, {"dataset": "old format"}):
+    trainings: list[dict[str, object]] = [
+        {},
+        {"dataset": {"unseen_sources": []}},
+        {"dataset": "an older model.json"},
+    ]
+    for training in trainings:
         html = section(_page_html(training), "per-source")
         assert "<td>gen_x</td>" in html
         assert "Never seen in training" not in html
