@@ -88,7 +88,12 @@ def compute_metrics(
 def per_source_metrics(
     labels: np.ndarray, probs: np.ndarray, sources: Sequence[str], threshold: float
 ) -> dict[str, dict[str, Any]]:
-    """Accuracy, support and mean score per source (a source is usually one class only)."""
+    """Accuracy, support and mean score per source (a source is usually one class only).
+
+    `auc_vs_other_class` ranks a one-class source against every image of the other class: it
+    tells "the threshold is off for this source" (high AUC, low accuracy) from "the model
+    cannot tell this source apart" (AUC near 0.5), which matters most for unseen generators.
+    """
     src = np.asarray(sources, dtype=object)
     result: dict[str, dict[str, Any]] = {}
     for name in sorted(set(sources)):
@@ -103,8 +108,19 @@ def per_source_metrics(
             "errors": int((~correct).sum()),
             "mean_score": float(p.mean()),
             "roc_auc": roc_auc(y, p) if 0 < y.sum() < len(y) else None,
+            "auc_vs_other_class": _auc_vs_other_class(labels, probs, mask),
         }
     return result
+
+
+def _auc_vs_other_class(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray) -> float | None:
+    classes = np.unique(labels[mask])
+    if len(classes) != 1:
+        return None
+    pool = mask | (labels != classes[0])
+    if pool.sum() == mask.sum():  # no image of the other class to rank against
+        return None
+    return roc_auc(labels[pool], probs[pool])
 
 
 def curves(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -180,5 +196,10 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(
             f"  {name:<20} n={m['support']:5d}  accuracy {m['accuracy']:.4f}  "
             f"errors {m['errors']:4d}  mean P(ai) {m['mean_score']:.3f}"
+            + _auc_text(m.get("auc_vs_other_class"))
         )
     return "\n".join(lines)
+
+
+def _auc_text(value: float | None) -> str:
+    return f"  AUC vs other class {value:.3f}" if value is not None else ""
