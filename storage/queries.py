@@ -600,6 +600,34 @@ def release_claims(s: Session, worker: str) -> int:
     return result.rowcount
 
 
+def requeue_rejected(s: Session, file_ids: Collection[int], code: str) -> set[int]:
+    """Put files rejected with reason `code` back to pending, to be screened again.
+
+    Returns the ids that were requeued; rows in any other state or with another code are left
+    alone.
+    """
+    if not file_ids:
+        return set()
+    stmt = (
+        update(FileRow)
+        .where(
+            FileRow.id.in_(sorted(file_ids)),
+            FileRow.state == FileState.REJECTED.value,
+            FileRow.reason_code == code,
+        )
+        .values(
+            state=FileState.PENDING.value,
+            reason_code=None,
+            reason=None,
+            attempts=0,
+            screened_at=None,
+            updated_at=utcnow(),
+        )
+        .returning(FileRow.id)
+    )
+    return set(s.scalars(stmt, execution_options={"synchronize_session": "fetch"}))
+
+
 def _finish(s: Session, file_id: int, state: FileState, disposition: str | None) -> FileRow:
     row = _require(s, FileRow, file_id)
     now = utcnow()

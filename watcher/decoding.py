@@ -15,7 +15,7 @@ from pathlib import Path
 
 from detector.errors import ImageRejected
 from detector.imageio import LoadLimits, decode, read_file, sha256_bytes
-from watcher.messages import Decoded, Job, Outcome, Rejected, Screened, WriterTask
+from watcher.messages import VANISHED, Decoded, Job, Outcome, Rejected, Screened, WriterTask
 from watcher.models_watch import ModelSlot
 from watcher.threads import WAKE_S, Worker, put_until, put_while_alive
 
@@ -45,7 +45,7 @@ def decode_job(job: Job, size: int, limits: LoadLimits) -> Decoded | Rejected:
         # lstat first: symlinks are not followed and FIFOs are never opened.
         st = os.lstat(path)
     except FileNotFoundError:
-        return Rejected(job, "vanished", "the file disappeared before it was screened")
+        return Rejected(job, VANISHED, "the file disappeared before it was screened")
     except OSError as exc:
         return Rejected(job, "unreadable", f"cannot look at the file: {exc.strerror or exc}")
     why = _not_regular(st.st_mode)
@@ -78,7 +78,7 @@ def _changed(job: Job, sha256: str | None = None) -> Rejected:
     # This arrival (path, size, mtime) no longer exists; the new content is a new arrival
     # that the watcher picks up again once it is complete.
     reason = "the file changed after it was queued; its new content counts as a new file"
-    return Rejected(job, "vanished", reason, sha256)
+    return Rejected(job, VANISHED, reason, sha256)
 
 
 class DecodeWorker(Worker):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -63,6 +63,11 @@ class Classified:
     decode_ms: float
     infer_ms: float
     reused: bool
+
+
+# Rejection code of an arrival that was gone (or had changed) when its turn came. If the same
+# (path, size, mtime) is there again later, the writer screens it again.
+VANISHED: Final[str] = "vanished"
 
 
 @dataclass(frozen=True, slots=True)

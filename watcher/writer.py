@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from storage import queries
 from storage.db import Database
-from storage.models import FINAL_FILE_STATES, FileRow, ModelVersion, Prediction, utcnow
+from storage.models import FINAL_FILE_STATES, FileRow, FileState, ModelVersion, Prediction, utcnow
 from watcher.disposition import MoveFailed, backoff_s, folder_for, move_file
 from watcher.messages import (
     ORIGIN_INBOX,
+    VANISHED,
     ActivateModel,
     Classified,
     Discovered,
@@ -298,6 +299,8 @@ class DbWriter(Worker):
         for d, (row, created, again) in zip(items, found, strict=True):
             if created:
                 logger.info("discovered %s", d.path)
+            elif again and row.state not in FINAL_FILE_STATES:
+                logger.info("%s is there again after it vanished; screening it", d.path)
             elif again:
                 logger.info("%s is back in the inbox; sorting it again", d.path)
             self._after_discover(d, row)
@@ -305,19 +308,32 @@ class DbWriter(Worker):
     def _discover_rows(
         self, s: Session, items: list[Discovered]
     ) -> list[tuple[FileRow, bool, bool]]:
-        """(row, created, back in the inbox) per item; files back get sorted again."""
+        """(row, created, there again) per item.
+
+        A screened file back in the inbox is sorted again; a file that had vanished before it
+        was screened and is there again (same path, size and mtime) is screened again.
+        """
         arrivals = [queries.FileArrival(d.path, d.size_bytes, d.mtime_ns, d.origin) for d in items]
         found: list[tuple[FileRow, bool, bool]] = []
         back: set[int] = set()
+        returned: set[int] = set()
         for d, (row, created) in zip(items, queries.discover_files(s, arrivals), strict=True):
-            # The same arrival twice in one batch is back once, as one row at a time would be.
-            again = not created and row.id not in back and self._is_rearrival(row, d)
-            if again:
+            if created or row.id in back or row.id in returned:
+                # The same arrival twice in one batch is back once, as one row at a time would be.
+                found.append((row, created, False))
+            elif _vanished(row) and _unchanged(row, d):
+                returned.add(row.id)
+                found.append((row, False, True))
+            elif self._is_rearrival(row, d):
                 back.add(row.id)
-            found.append((row, created, again))
+                found.append((row, False, True))
+            else:
+                found.append((row, False, False))
         queries.record_dispositions(
             s, [queries.DispositionUpdate(file_id, "pending") for file_id in sorted(back)]
         )
+        # synchronize_session="fetch" updates the rows above: they read as pending now.
+        queries.requeue_rejected(s, returned, VANISHED)
         return found
 
     def _is_rearrival(self, row: FileRow, d: Discovered) -> bool:
@@ -326,11 +342,7 @@ class DbWriter(Worker):
             return False
         if row.state not in FINAL_FILE_STATES or row.disposition in (None, "pending"):
             return False
-        try:
-            st = Path(d.path).lstat()
-        except OSError:
-            return False  # e.g. moved away by this thread since the intake saw it
-        return (st.st_size, st.st_mtime_ns) == (row.size_bytes, row.mtime_ns)
+        return _unchanged(row, d)
 
     def _after_discover(self, d: Discovered, row: FileRow) -> None:
         final = row.state in FINAL_FILE_STATES
@@ -502,7 +514,7 @@ class DbWriter(Worker):
             return None
 
     def _initial_disposition(self, outcome: Outcome) -> str | None:
-        if isinstance(outcome, Rejected) and outcome.code == "vanished":
+        if isinstance(outcome, Rejected) and outcome.code == VANISHED:
             return None  # nothing left to sort
         job = outcome.job
         if self._move_allowed(job.path):
@@ -604,6 +616,19 @@ class DbWriter(Worker):
             reason=f"move failed: {exc.reason}",
             next_attempt_at=utcnow() + timedelta(seconds=delay),
         )
+
+
+def _vanished(row: FileRow) -> bool:
+    return row.state == FileState.REJECTED and row.reason_code == VANISHED
+
+
+def _unchanged(row: FileRow, d: Discovered) -> bool:
+    """The file is at the row's path now, with the row's size and mtime."""
+    try:
+        st = Path(d.path).lstat()
+    except OSError:
+        return False  # e.g. moved away by this thread since the intake saw it
+    return (st.st_size, st.st_mtime_ns) == (row.size_bytes, row.mtime_ns)
 
 
 def _stored(job: Job, item: queries.ClassifiedFile, screened_at: datetime) -> StoredFile:

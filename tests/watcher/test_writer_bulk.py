@@ -146,3 +146,40 @@ def test_a_file_moved_back_into_the_inbox_is_sorted_again(rig: Rig) -> None:
     row = rig.rows()["x.jpg"]
     assert (row.state, row.disposition, row.dest_path) == ("classified", "moved", str(moved))
     assert moved.exists() and not Path(job.path).exists()
+
+
+def test_a_file_that_vanished_and_is_there_again_is_screened_again(
+    rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (job,) = rig.arrive("v.jpg")
+    aside = tmp_path / "v.jpg"
+    os.rename(job.path, aside)  # gone before its turn: the decoder rejects it as vanished
+    rig.writer._store([Rejected(job, "vanished", "the file disappeared")])
+    assert (rig.rows()["v.jpg"].state, rig.rows()["v.jpg"].reason_code) == ("rejected", "vanished")
+    rig.writer._discover([Discovered(job.path, job.size_bytes, job.mtime_ns, "inbox")])
+    assert rig.rows()["v.jpg"].state == "rejected"  # still gone: nothing to do
+
+    os.rename(aside, job.path)  # the same file (path, size, mtime) is back
+    again = Discovered(job.path, job.size_bytes, job.mtime_ns, "inbox")
+    caplog.set_level("INFO", logger="watcher.writer")
+    rig.writer._discover([again, again])
+    row = rig.rows()["v.jpg"]
+    assert (row.state, row.reason_code, row.reason, row.attempts) == ("pending", None, None, 0)
+    assert caplog.text.count("there again after it vanished") == 1
+    rig.writer._claim(poll=True)
+    claimed = rig.jobs.get_nowait()
+    assert claimed is not None and claimed.file_id == job.file_id
+    rig.writer._store([rig.verdict(claimed, _sha("v"))])
+    row = rig.rows()["v.jpg"]
+    assert (row.state, row.disposition) == ("classified", "moved")
+    assert (rig.output / "ai" / "v.jpg").exists()
+
+
+def test_other_rejections_are_not_screened_again(rig: Rig) -> None:
+    (job,) = rig.arrive("t.jpg")
+    rig.writer._store([Rejected(job, "truncated", "the file is truncated")])
+    rejected = rig.output / "rejected" / "t.jpg"
+    assert rejected.exists()
+    with rig.db.session() as s:
+        assert q.requeue_rejected(s, [job.file_id], "vanished") == set()
+    assert rig.rows()["t.jpg"].state == "rejected"
