@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -132,6 +133,19 @@ def test_plain_output_and_missing_path(
     assert code == 2
     assert captured.out.split()[0] == "real" and captured.out.strip().endswith(str(image))
     assert "no such file or folder" in captured.err
+
+
+def test_scan_in_process_leaves_the_callers_log_levels_alone(
+    deployment: Deployment, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    writer_log = logging.getLogger("watcher.writer")
+    writer_log.setLevel(logging.INFO)
+    try:
+        image = image_factory(tmp_path / "dark.jpg", color=(20, 20, 20))
+        assert main(["--config", str(deployment.config), "scan", str(image)]) == 0
+        assert writer_log.level == logging.INFO
+    finally:
+        writer_log.setLevel(logging.NOTSET)
 
 
 def test_unusable_model_fails_the_run(

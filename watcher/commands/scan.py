@@ -90,9 +90,18 @@ class Printer:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Screen the given paths; 0 when every file was handled, 1 when the run failed."""
+    writer_log = logging.getLogger("watcher.writer")
+    level = writer_log.level
     if args.verbose < 1:
         # stdout already has one line per file; the per-file log lines would repeat it.
-        logging.getLogger("watcher.writer").setLevel(logging.WARNING)
+        writer_log.setLevel(logging.WARNING)
+    try:
+        return _scan(args, settings)
+    finally:
+        writer_log.setLevel(level)  # a caller running scan in-process keeps its logging
+
+
+def _scan(args: argparse.Namespace, settings: Settings) -> int:
     targets, missing = expand_targets(args.paths)
     for arg in missing:
         print(f"deepfake-detector scan: no such file or folder: {arg}", file=sys.stderr)
