@@ -23,6 +23,7 @@ from storage import queries as q
 from storage.config import StorageConfig
 from storage.db import Database
 from storage.models import FileRow, Image, Prediction, utcnow
+from storage.queries import _common
 from tests.storage.factories import Seed
 from tests.storage.test_postgres import PG_URL, pg, pg_cfg  # noqa: F401 (fixtures, by name)
 
@@ -127,7 +128,7 @@ def test_discover_files_checks_origins_and_accepts_nothing(db: Database) -> None
 
 
 def test_discover_files_more_than_one_chunk(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(q, "_CHUNK", 3)
+    monkeypatch.setattr(_common, "_CHUNK", 3)
     arrivals = [_arrival(f"/in/{i}.jpg") for i in range(10)]
     with db.session() as s:
         first = q.discover_files(s, arrivals)
@@ -330,11 +331,12 @@ def test_insert_skips_conflicts_on_postgresql_and_sqlite(dialect: Any) -> None:
         (Prediction, "(image_id, model_version_id)"),
         (FileRow, "(path, size_bytes, mtime_ns)"),
     ):
-        stmt = q._insert_skipping_existing(s, model, key.strip("()").split(", "))
+        stmt = _common._insert_skipping_existing(s, model, key.strip("()").split(", "))
         sql = str(stmt.returning(model.id).compile(dialect=dialect))
         assert f"ON CONFLICT {key} DO NOTHING RETURNING" in sql
 
 
 def test_insert_refuses_a_dialect_without_on_conflict() -> None:
     with pytest.raises(NotImplementedError, match="mysql"):
-        q._insert_skipping_existing(_session_on(SimpleNamespace(name="mysql")), Image, ["sha256"])
+        mysql = _session_on(SimpleNamespace(name="mysql"))
+        _common._insert_skipping_existing(mysql, Image, ["sha256"])

@@ -1,0 +1,66 @@
+"""The `verdicts` view: files in a final state and what was decided."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import FINAL_FILE_STATES, LABEL_VALUES, verdicts_view
+from storage.queries._common import _choice
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRow:
+    """One row of the `verdicts` view: a file in a final state and what was decided."""
+
+    id: int
+    path: str
+    sha256: str | None
+    status: str
+    label: str | None
+    score: float | None
+    model_version: str | None
+    reason: str | None
+    created_at: datetime | None
+    discovered_at: datetime | None
+    decode_ms: float | None
+    infer_ms: float | None
+    disposition: str | None
+    dest_path: str | None
+    reason_code: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: datetimes as ISO-8601 strings."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+VERDICT_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VerdictRow))
+
+
+def list_verdicts(
+    s: Session,
+    *,
+    label: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[VerdictRow]:
+    """Rows of the `verdicts` view, newest first, optionally filtered."""
+    v = verdicts_view.c
+    stmt = select(verdicts_view).order_by(v.created_at.desc(), v.id.desc()).limit(limit)
+    if label is not None:
+        stmt = stmt.where(v.label == _choice("label", label, LABEL_VALUES))
+    if status is not None:
+        stmt = stmt.where(v.status == _choice("status", status, FINAL_FILE_STATES))
+    if since is not None:
+        stmt = stmt.where(v.created_at >= since)
+    return [VerdictRow(**row._mapping) for row in s.execute(stmt)]
