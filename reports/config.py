@@ -18,5 +18,7 @@ class ReportsConfig:
     eda_sample: int = 400
     # Days of service history shown in the operations report.
     operations_days: int = 30
+    # Pictures shown on the review page (flagged first, newest first).
+    review_count: int = 60
     # Write reports private to the daemon's user (files 0600, folder 0700); false = world-readable.
     private: bool = True

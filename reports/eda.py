@@ -10,6 +10,7 @@ import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -65,19 +66,22 @@ def build_eda_page(
     root: Path | None = None,
     seed: int = 1337,
     empty_reason: str = "",
+    computed: EdaFacts | None = None,
+    notes: Sequence[Note] = (),
 ) -> Page:
-    """The EDA page for a labelled dataset (a 'no data' page when there is none)."""
+    """The EDA page for a labelled dataset (a 'no data' page when there is none); `computed`
+    are its facts from the cache (else they are computed here)."""
     title = "Training data (EDA)"
     if not samples:
         reason = empty_reason or "the configured data folder holds no labelled images."
         return Page("eda", title, stamp, (nodata_section("data", "Training data", reason),))
-    facts = [file_facts(s) for s in samples]
+    if computed is None:
+        computed = compute_facts(samples, sample_size, seed)
+    facts, measured = computed.facts, computed.measured
     readable = [f for f in facts if not f.error]
-    chosen = _feature_sample(readable, sample_size, seed)
-    measured = _measure(chosen)
     namer = _Namer(root)
     sections = (
-        _overview(facts, root),
+        _overview(facts, root, notes),
         _class_distribution(readable),
         _sample_grids(readable, seed, namer),
         _sizes_and_formats(readable),
@@ -86,6 +90,21 @@ def build_eda_page(
         _pca(measured, seed, namer),
     )
     return Page("eda", title, stamp, sections, summary=f"{len(facts)} images in {root or '?'}.")
+
+
+@dataclass(frozen=True, slots=True)
+class EdaFacts:
+    """The slow part of the EDA: per-file facts and the sampled pixel measurements."""
+
+    facts: list[FileFacts]
+    measured: Measured
+
+
+def compute_facts(samples: Sequence[LabelledImage], sample_size: int, seed: int) -> EdaFacts:
+    """Read every file once and measure the seeded per-class sample."""
+    facts = [file_facts(s) for s in samples]
+    readable = [f for f in facts if not f.error]
+    return EdaFacts(facts, _measure(_feature_sample(readable, sample_size, seed)))
 
 
 class _Namer:
@@ -100,10 +119,11 @@ class _Namer:
         return path.name
 
 
-def _overview(facts: Sequence[FileFacts], root: Path | None) -> Section:
+def _overview(facts: Sequence[FileFacts], root: Path | None, notes: Sequence[Note]) -> Section:
     broken = [f for f in facts if f.error]
     blocks: list[Note | Table] = [
-        Note(f"{len(facts)} files listed, {len(facts) - len(broken)} readable, from {root}.")
+        *notes,
+        Note(f"{len(facts)} files listed, {len(facts) - len(broken)} readable, from {root}."),
     ]
     if broken:
         rows = tuple((str(f.path), class_name(f.label), f.split, f.error) for f in broken[:50])
@@ -244,7 +264,7 @@ def _feature_sample(facts: Sequence[FileFacts], per_class: int, seed: int) -> li
     return chosen
 
 
-class _Measured:
+class Measured:
     """Pixel features and PCA vectors of the sampled images that decoded."""
 
     def __init__(self) -> None:
@@ -253,8 +273,8 @@ class _Measured:
         self.vectors: list[np.ndarray] = []
 
 
-def _measure(chosen: Sequence[FileFacts]) -> _Measured:
-    out = _Measured()
+def _measure(chosen: Sequence[FileFacts]) -> Measured:
+    out = Measured()
     for f in chosen:
         try:
             feats = pixel_features(f.path)
@@ -268,7 +288,7 @@ def _measure(chosen: Sequence[FileFacts]) -> _Measured:
     return out
 
 
-def _features(m: _Measured) -> Section:
+def _features(m: Measured) -> Section:
     title = "Image features: real vs AI (hypothesis tests)"
     if len(m.facts) < 6:
         return nodata_section("features", title, "fewer than 6 decodable sampled images.")
@@ -291,7 +311,7 @@ def _features(m: _Measured) -> Section:
     return Section("features", title, blocks)
 
 
-def _by_class(m: _Measured, name: str) -> dict[str, list[float]]:
+def _by_class(m: Measured, name: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {cls: [] for cls in CLASS_NAMES}
     for f, x in zip(m.facts, m.features, strict=True):
         out[class_name(f.label)].append(x[name])
@@ -328,7 +348,7 @@ def _verdict(testable: bool, q: float, d: float) -> str:
     return f"differs ({strength} effect)"
 
 
-def _per_source_means(m: _Measured) -> Table:
+def _per_source_means(m: Measured) -> Table:
     sources = sorted({(f.label, f.source) for f in m.facts})
     rows = []
     for name in FEATURES:
@@ -345,7 +365,7 @@ def _per_source_means(m: _Measured) -> Table:
     return Table(cols, tuple(rows), "Feature means per class and source")
 
 
-def _pca(m: _Measured, seed: int, namer: _Namer) -> Section:
+def _pca(m: Measured, seed: int, namer: _Namer) -> Section:
     title = "PCA of a sample (32x32 RGB pixels)"
     if len(m.vectors) < 4:
         return nodata_section("pca", title, "fewer than 4 decodable sampled images.")

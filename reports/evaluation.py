@@ -33,12 +33,17 @@ from reports.page import (
     Thumb,
     nodata_section,
 )
+from reports.recorded import RecordedEvaluation
 from reports.stats import reliability
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES: Final[tuple[str, str]] = ("real", "ai")
 MISTAKES_SHOWN: Final[int] = 12
+RECORD_LACKS: Final[str] = (
+    "the model.json of this model does not record it (an older training run); "
+    "set [reports] data to compute it live."
+)
 HEADLINE: Final[tuple[str, ...]] = (
     "accuracy",
     "balanced_accuracy",
@@ -89,6 +94,8 @@ class EvaluationInput:
     problem: str = ""  # why there are no metrics, when there are none
     root: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Set when the figures are the ones model.json recorded at training (no live data).
+    recorded: RecordedEvaluation | None = None
 
 
 def build_evaluation_page(inp: EvaluationInput, *, stamp: Stamp, name: str = "evaluation") -> Page:
@@ -96,6 +103,8 @@ def build_evaluation_page(inp: EvaluationInput, *, stamp: Stamp, name: str = "ev
     version = inp.meta.version if inp.meta else "unknown"
     title = f"Model evaluation: {version}"
     sections: list[Section] = [_model_card(inp)]
+    if inp.recorded is not None:
+        sections.append(_recorded(inp.recorded))
     if inp.decision is not None:
         sections.append(_decision(inp.decision))
     if inp.metrics is None:
@@ -106,20 +115,40 @@ def build_evaluation_page(inp: EvaluationInput, *, stamp: Stamp, name: str = "ev
         labels = np.array([s.label for s in inp.scored], dtype=int)
         scores = np.array([s.score for s in inp.scored], dtype=float)
         threshold = _threshold(inp)
+        absent = RECORD_LACKS if inp.recorded is not None else ""
         sections += [
             _metrics(m),
-            _classification_report(m),
-            _confusion(m, labels, scores, threshold),
-            _curves(m, labels, scores),
-            _calibration(m, labels, scores),
-            _sweep(m),
-            _per_source(m, _unseen_sources(inp.meta)),
+            _classification_report(m, absent),
+            _confusion(m, labels, scores, threshold, absent),
+            _curves(m, labels, scores, absent),
+            _calibration(m, labels, scores, absent),
+            _sweep(m, absent),
+            _per_source(m, _unseen_sources(inp.meta), absent),
             _mistakes(inp, threshold),
         ]
     sections.append(_training_curves(inp.meta))
     sections.append(_comparison(inp))
     summary = f"Test data: {inp.dataset or 'none'} ({len(inp.scored)} images)."
+    if inp.recorded is not None:
+        n = _number(inp.recorded.metrics.get("n") or inp.recorded.metrics.get("support"))
+        count = f"{int(n)} images" if n is not None else "image count not recorded"
+        summary = f"Recorded at training: {inp.recorded.split} split of {inp.dataset} ({count})."
     return Page(name, title, stamp, tuple(sections), summary=summary)
+
+
+def _recorded(rec: RecordedEvaluation) -> Section:
+    """Says plainly where the figures come from, and which recorded pieces are missing."""
+    blocks: list[Block] = [Note(rec.sentence(), "warn")]
+    missing = rec.missing()
+    if missing:
+        blocks.append(Note(f"This model.json does not record: {', '.join(missing)}.", "warn"))
+    blocks.append(
+        Note(
+            "Set [reports] data in config.toml to a labelled folder to evaluate the model live; "
+            "live data then replaces these figures and adds the most confident mistakes."
+        )
+    )
+    return Section("recorded", "Figures recorded at training", tuple(blocks))
 
 
 def _threshold(inp: EvaluationInput) -> float:
@@ -171,7 +200,7 @@ def _metrics(m: Mapping[str, Any]) -> Section:
     return Section("metrics", "Metrics", (Table(("metric", "value"), rows, "Overall"),))
 
 
-def _classification_report(m: Mapping[str, Any]) -> Section:
+def _classification_report(m: Mapping[str, Any], absent: str = "") -> Section:
     title = "Classification report"
     report = m.get("classification_report")
     if isinstance(report, str) and report.strip():
@@ -186,11 +215,15 @@ def _classification_report(m: Mapping[str, Any]) -> Section:
                 rows.append((str(name), None, None, _number(vals), None))
         cols = ("class", "precision", "recall", "f1-score", "support")
         return Section("classification-report", title, (Table(cols, tuple(rows)),))
-    return nodata_section("classification-report", title, "the evaluation has no report.")
+    return nodata_section("classification-report", title, absent or "the evaluation has no report.")
 
 
 def _confusion(
-    m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray, threshold: float
+    m: Mapping[str, Any],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    absent: str = "",
 ) -> Section:
     title = "Confusion matrix"
     matrix = m.get("confusion_matrix")
@@ -198,7 +231,8 @@ def _confusion(
         pred = (scores >= threshold).astype(int)
         matrix = [[int(np.sum((labels == t) & (pred == p))) for p in (0, 1)] for t in (0, 1)]
     if not _is_matrix(matrix):
-        return nodata_section("confusion-matrix", title, "no confusion matrix was computed.")
+        reason = absent or "no confusion matrix was computed."
+        return nodata_section("confusion-matrix", title, reason)
     assert isinstance(matrix, list)
     chart = charts.heatmap(
         matrix, rows=CLASS_NAMES, cols=CLASS_NAMES, title=title, xlabel="predicted", ylabel="true"
@@ -216,11 +250,14 @@ def _is_matrix(value: Any) -> bool:
     )
 
 
-def _curves(m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray) -> Section:
+def _curves(
+    m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray, absent: str = ""
+) -> Section:
     title = "ROC and precision-recall curves"
     points = _curve_points(m, labels, scores)
     if points is None:
-        return nodata_section("curves", title, "curves need scored test images of both classes.")
+        reason = absent or "curves need scored test images of both classes."
+        return nodata_section("curves", title, reason)
     (fpr, tpr), (recall, precision) = points
     roc = charts.lines(
         {"ROC": (fpr, tpr)},
@@ -257,7 +294,9 @@ def _curve_points(
     return (fpr.tolist(), tpr.tolist()), (recall.tolist(), precision.tolist())
 
 
-def _calibration(m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray) -> Section:
+def _calibration(
+    m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray, absent: str = ""
+) -> Section:
     title = "Calibration (reliability diagram)"
     stored = (m.get("curves") or {}).get("reliability")
     if isinstance(stored, Mapping) and stored.get("mean_score"):
@@ -268,7 +307,7 @@ def _calibration(m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray) -
     elif labels.size:
         conf, acc, counts, ece_here = reliability(labels.tolist(), scores.tolist())
     else:
-        return nodata_section("calibration", title, "no scored test images.")
+        return nodata_section("calibration", title, absent or "no scored test images.")
     ece = _number(m.get("ece"))
     chart = charts.lines(
         {"model": (conf, acc)},
@@ -286,11 +325,12 @@ def _calibration(m: Mapping[str, Any], labels: np.ndarray, scores: np.ndarray) -
     return Section("calibration", title, (note, Chart("Reliability diagram", chart), table))
 
 
-def _sweep(m: Mapping[str, Any]) -> Section:
+def _sweep(m: Mapping[str, Any], absent: str = "") -> Section:
     title = "Threshold sweep"
     sweep = m.get("threshold_sweep") or m.get("sweep")
     if not isinstance(sweep, list) or not sweep or not isinstance(sweep[0], Mapping):
-        return nodata_section("threshold-sweep", title, "the evaluation has no threshold sweep.")
+        reason = absent or "the evaluation has no threshold sweep."
+        return nodata_section("threshold-sweep", title, reason)
     cols = tuple(str(k) for k in sweep[0])
     rows = tuple(tuple(_cell(row.get(c)) for c in cols) for row in sweep)
     return Section("threshold-sweep", title, (Table(cols, rows),))
@@ -309,11 +349,11 @@ def _unseen_sources(meta: ModelMeta | None) -> tuple[str, ...]:
     return tuple(str(s) for s in unseen) if isinstance(unseen, list) else ()
 
 
-def _per_source(m: Mapping[str, Any], unseen: Sequence[str] = ()) -> Section:
+def _per_source(m: Mapping[str, Any], unseen: Sequence[str] = (), absent: str = "") -> Section:
     title = "Metrics per source / generator"
     per = m.get("per_source")
     if not isinstance(per, Mapping) or not per:
-        return nodata_section("per-source", title, "the test data names no sources.")
+        return nodata_section("per-source", title, absent or "the test data names no sources.")
     notes: list[Block] = []
     if unseen:
         notes.append(
@@ -345,6 +385,12 @@ def _per_source(m: Mapping[str, Any], unseen: Sequence[str] = ()) -> Section:
 def _mistakes(inp: EvaluationInput, threshold: float) -> Section:
     title = "Most confident mistakes"
     wrong = [s for s in inp.scored if (s.score >= threshold) != (s.label == 1)]
+    if not inp.scored and inp.recorded is not None:
+        reason = (
+            "model.json records no per-image results; set [reports] data to see the most "
+            "confident mistakes."
+        )
+        return nodata_section("mistakes", title, reason)
     if not inp.scored:
         return nodata_section("mistakes", title, "no scored test images.")
     if not wrong:

@@ -116,7 +116,28 @@ class Preformatted:
     text: str
 
 
-Block = Note | NoData | Table | Chart | Gallery | Preformatted
+@dataclass(frozen=True, slots=True)
+class ReviewCard:
+    """One screened picture on the review page: thumbnail (faces boxed), facts, correction."""
+
+    uri: str  # data: URI, or "" for the placeholder (file gone or unreadable)
+    label: str
+    flagged: bool
+    facts: tuple[tuple[str, str], ...]  # (name, value) lines: score, time, path, faces ...
+    commands: tuple[str, ...]  # shell commands that record a correction
+    evidence: str = ""
+    missing: str = ""  # why there is no thumbnail
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A grid of review cards."""
+
+    kind: ClassVar[str] = "review"
+    cards: tuple[ReviewCard, ...]
+
+
+Block = Note | NoData | Table | Chart | Gallery | Preformatted | Review
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +237,14 @@ def prepare_dir(out_dir: Path, *, private: bool) -> Path:
     return out_dir
 
 
-def write_atomic(path: Path, text: str, *, private: bool) -> Path:
-    """Write text via a temp file + rename: readers never see half a report."""
+def write_atomic(path: Path, text: str | bytes, *, private: bool) -> Path:
+    """Write text (or bytes) via a temp file + rename: readers never see half a report."""
     prepare_dir(path.parent, private=private)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates 0600 already; the public variant is opted into explicitly.

@@ -28,6 +28,11 @@ PAGES: Final[dict[str, tuple[str, str]]] = {
         "Verdicts over time, latency, rejections, score drift, model versions, training runs, "
         "agreement with human labels.",
     ),
+    "review": (
+        "Review recent pictures",
+        "The most recently screened pictures, flagged ones first, with their faces boxed and "
+        "the command that corrects a verdict.",
+    ),
 }
 NAV: Final[tuple[tuple[str, str], ...]] = tuple(
     (f"{name}.html", title) for name, (title, _) in PAGES.items()

@@ -44,6 +44,7 @@ from storage.queries.registry import (
     rollback_champion,
     set_model_status,
 )
+from storage.queries.review import FaceBox, ReviewItem, recent_for_review
 from storage.queries.runs import (
     add_evaluation,
     finish_training_run,
@@ -57,8 +58,10 @@ __all__ = [
     "VERDICT_COLUMNS",
     "ClassifiedFile",
     "DispositionUpdate",
+    "FaceBox",
     "FileArrival",
     "NotFound",
+    "ReviewItem",
     "VerdictRow",
     "add_evaluation",
     "add_prediction",
@@ -80,6 +83,7 @@ __all__ = [
     "mark_rejected",
     "predictions_for",
     "promote",
+    "recent_for_review",
     "record_activation",
     "record_disposition",
     "record_dispositions",

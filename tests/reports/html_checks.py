@@ -5,6 +5,30 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+# The sections of the evaluation page when it has metrics, and of the EDA page with data.
+EVAL_SECTIONS = (
+    "model",
+    "metrics",
+    "classification-report",
+    "confusion-matrix",
+    "curves",
+    "calibration",
+    "threshold-sweep",
+    "per-source",
+    "mistakes",
+    "training-curves",
+    "comparison",
+)
+EDA_SECTIONS = (
+    "overview",
+    "class-distribution",
+    "samples",
+    "sizes-formats",
+    "duplicates",
+    "features",
+    "pca",
+)
+
 SRC_ATTR = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
 
 

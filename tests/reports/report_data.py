@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
 from storage import queries as q
@@ -233,12 +234,35 @@ def write_config(path: Path, tiny_bundle: Path, data: Path | None) -> Path:
     return path
 
 
+def seed_review_pictures(db: Database, folder: Path) -> list[Path]:
+    """Three real pictures screened just now (two ai, one real), each with a face box where
+    the schema has a `faces` table."""
+    paths = []
+    with db.session() as s:
+        model = _model(s, "tiny-review")
+        for i, (label, mean) in enumerate((("ai", 200), ("real", 60), ("ai", 180))):
+            path = _face(folder / "inbox" / f"screened_{i}.jpg", mean, 950 + i)
+            sha = _classified(s, str(path), model, label, 0.9 if label == "ai" else 0.1, utcnow())
+            paths.append(path)
+            if inspect(s.connection()).has_table("faces"):
+                pred = q.predictions_for(s, [sha], model)[sha]
+                s.execute(
+                    text(
+                        "INSERT INTO faces (prediction_id, face_index, x, y, w, h, "
+                        "detector_score, score) VALUES (:p, 0, 8, 6, 30, 34, 0.95, :sc)"
+                    ),
+                    {"p": pred.id, "sc": 0.88 if label == "ai" else 0.12},
+                )
+    return paths
+
+
 def generate_site(folder: Path, tiny_bundle: Path, data: Path | None) -> GeneratedSite:
     """Seed a database with service history, then run `report all` via watcher.cli.main."""
     config = write_config(folder / "config.toml", tiny_bundle, data)
     db = Database.open(load_settings(config).storage)
     try:
         seed_service(db)
+        seed_review_pictures(db, folder)
     finally:
         db.close()
     out = io.StringIO()

@@ -41,20 +41,34 @@ def chromium() -> str:
     return found
 
 
+# Sections every page must show (ids of <section>); index.html has none.
+PAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "evaluation.html": ("model", "metrics", "confusion-matrix", "curves", "calibration"),
+    "eda.html": ("overview", "class-distribution", "samples", "features", "pca"),
+    "operations.html": ("score-drift",),
+    "review.html": ("flagged", "real"),
+}
+# Screenshots of every page are kept here for people to look at (var/ is not versioned).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "browser"
+
+
 @pytest.fixture(scope="module")
 def rendered(
     chromium: str, generated_site: GeneratedSite, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[str, str]]:
-    """Every report of the generated site opened in Chromium: name -> (dumped DOM, log)."""
+    """Every report of the generated site opened in Chromium: name -> (dumped DOM, log);
+    a screenshot of each is kept in ARTIFACTS."""
     assert generated_site.exit_code == 0
     profiles = tmp_path_factory.mktemp("chromium")
     pages = sorted(generated_site.out_dir.glob("*.html"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for p in pages:
+        screenshot(chromium, p, profiles / f"{p.stem}-shot", ARTIFACTS / f"{p.stem}.png")
     return {p.name: open_in_chromium(chromium, p, profiles / p.stem) for p in pages}
 
 
-def open_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[str, str]:
-    """(dumped DOM, console log) of a page loaded from file://, offline."""
-    argv = [
+def _argv(chromium: str, profile: Path) -> list[str]:
+    return [
         chromium,
         "--headless",
         "--no-sandbox",
@@ -68,13 +82,34 @@ def open_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[str, str
         f"--user-data-dir={profile}",
         "--enable-logging=stderr",
         "--v=0",
-        "--dump-dom",
-        page.resolve().as_uri(),
     ]
+
+
+def _run(argv: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": str(profile)}  # no writes into the real home folder
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def open_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[str, str]:
+    """(dumped DOM, console log) of a page loaded from file://, offline."""
+    proc = _run([*_argv(chromium, profile), "--dump-dom", page.resolve().as_uri()], profile)
     return proc.stdout, proc.stderr
+
+
+def screenshot(chromium: str, page: Path, profile: Path, dest: Path) -> Path:
+    """A PNG of the page's first 1280x2400 pixels as Chromium draws it."""
+    argv = [
+        *_argv(chromium, profile),
+        "--hide-scrollbars",
+        "--window-size=1280,2400",
+        f"--screenshot={dest}",
+        page.resolve().as_uri(),
+    ]
+    _run(argv, profile)
+    assert dest.is_file() and dest.stat().st_size > 10_000, f"no screenshot of {page.name}"
+    return dest
 
 
 def _body_attrs(dom: str) -> dict[str, str]:
@@ -84,15 +119,38 @@ def _body_attrs(dom: str) -> dict[str, str]:
 
 
 def test_every_report_renders_in_chromium(rendered: dict[str, tuple[str, str]]) -> None:
-    assert sorted(rendered) == ["eda.html", "evaluation.html", "index.html", "operations.html"]
+    assert sorted(rendered) == [
+        "eda.html",
+        "evaluation.html",
+        "index.html",
+        "operations.html",
+        "review.html",
+    ]
     for name, (dom, log) in rendered.items():
         attrs = _body_attrs(dom)
         assert attrs.get("data-ready") == "1", f"{name}: load handler never ran"
         assert attrs.get("data-broken-images") == "0", f"{name}: broken images"
         assert attrs.get("data-js-errors") == "0", f"{name}: script errors"
         if name != "index.html":
-            assert int(attrs["data-images"]) >= 3, f"{name}: charts missing"
+            assert int(attrs["data-images"]) >= 3, f"{name}: charts or thumbnails missing"
+        for sid in PAGE_SECTIONS.get(name, ()):
+            assert f'<section id="{sid}">' in dom, f"{name}: section {sid} missing"
         assert not console_errors(log), f"{name}: console errors: {console_errors(log)}"
+    index, _ = rendered["index.html"]
+    for name in PAGE_SECTIONS:
+        assert f'href="{name}"' in index, f"index.html does not link {name}"
+    kept = {p.name for p in ARTIFACTS.glob("*.png")}
+    assert {f"{Path(n).stem}.png" for n in rendered} <= kept
+
+
+def test_review_page_shows_thumbnails_in_the_browser(
+    rendered: dict[str, tuple[str, str]],
+) -> None:
+    dom, _ = rendered["review.html"]
+    shots = re.findall(r'<img class="shot" src="data:image/jpeg;base64,', dom)
+    assert len(shots) == 3  # the pictures on disk; the others are placeholders
+    assert dom.count('class="placeholder"') >= 1
+    assert "deepfake-detector --config" in dom and " label " in dom
 
 
 def console_errors(log: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from html_checks import assert_sections, assert_self_contained, charts_in, section
+from html_checks import EDA_SECTIONS, assert_sections, assert_self_contained, charts_in, section
 from report_data import XSS_ESCAPED, XSS_NAME, TinyDataset
 
 from reports.eda import build_eda_page
@@ -13,15 +13,6 @@ from reports.page import Stamp, render_page
 from training.datasets import load_layout
 
 XSS_SOURCE = "<img src=x onerror=alert(2)>"
-EDA_SECTIONS = (
-    "overview",
-    "class-distribution",
-    "samples",
-    "sizes-formats",
-    "duplicates",
-    "features",
-    "pca",
-)
 
 
 @pytest.fixture(scope="module")

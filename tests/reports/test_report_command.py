@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from html_checks import assert_sections, assert_self_contained, charts_in, section
+from html_checks import EVAL_SECTIONS, assert_sections, assert_self_contained, charts_in, section
 from report_data import XSS_ESCAPED, GeneratedSite, TinyDataset, write_config
 
 from detector.bundle import read_meta
@@ -18,20 +18,7 @@ from watcher.cli import main
 from watcher.commands.report import generate_reports
 from watcher.settings import Settings
 
-EVAL_SECTIONS = (
-    "model",
-    "metrics",
-    "classification-report",
-    "confusion-matrix",
-    "curves",
-    "calibration",
-    "threshold-sweep",
-    "per-source",
-    "mistakes",
-    "training-curves",
-    "comparison",
-)
-PAGES = ("evaluation.html", "eda.html", "operations.html")
+PAGES = ("evaluation.html", "eda.html", "operations.html", "review.html")
 
 
 def _mode(path: Path) -> int:
@@ -157,9 +144,10 @@ def test_missing_data_renders_no_data_instead_of_failing(
     out = tmp_path / "out" / "reports"
     assert str(out / "index.html") in capsys.readouterr().out
     evaluation = (out / "evaluation.html").read_text(encoding="utf-8")
-    assert "No data: no evaluation data is configured ([reports] data)." in evaluation
+    # The tiny model records no test evaluation and no training data to fall back on.
+    assert "No data: no evaluation data is configured ([reports] data), and the model" in evaluation
     eda = (out / "eda.html").read_text(encoding="utf-8")
-    assert "No data: no evaluation data is configured" in eda
+    assert "No data: No training data to describe: set [reports] data in config.toml" in eda
     operations = (out / "operations.html").read_text(encoding="utf-8")
     assert "No verdicts yet" in operations
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,24 +21,38 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from detector.bundle import ModelMeta, read_meta
-from reports.eda import build_eda_page
+from reports import edacache
+from reports.eda import build_eda_page, compute_facts
+from reports.edacache import cache_path
 from reports.evaluation import EvaluationInput, PreviousModel, ScoredImage, build_evaluation_page
 from reports.operations import build_operations_page, collect
-from reports.page import Stamp, write_atomic
+from reports.page import Note, Stamp, write_atomic
+from reports.recorded import (
+    RecordedEvaluation,
+    how_to_point_at_data,
+    recorded_evaluation,
+    recorded_training_data,
+)
+from reports.review import MAX_CARDS, build_review_page
 from reports.site import write_index, write_report
 from storage import queries
 from storage.db import Database
-from storage.models import utcnow
+from storage.models import ModelVersion, utcnow
 from training.datasets import DatasetError, DatasetSplits, Sample, fingerprint, load_layout
 from watcher.models_watch import ModelChoice, resolve_model
 from watcher.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ALL_KINDS: Final[tuple[str, ...]] = ("evaluation", "eda", "operations")
+ALL_KINDS: Final[tuple[str, ...]] = ("evaluation", "eda", "operations", "review")
 STATE_FILE: Final[str] = ".state.json"
+CACHE_DIR: Final[str] = ".cache"  # inside [reports] dir: computed facts by data fingerprint
 PER_IMAGE: Final[str] = "per_image"  # key of the per-image scores inside stored metrics
 EXIT_FAILED: Final[int] = 1
+NO_DATA_NOR_RECORD: Final[str] = (
+    "no evaluation data is configured ([reports] data), and the model's model.json records "
+    "no test evaluation."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `report` sub-command."""
     parser = subparsers.add_parser(
         "report",
-        help="write the HTML reports (evaluation, eda, operations)",
+        help="write the HTML reports (evaluation, eda, operations, review)",
         description="Write static, self-contained HTML reports into [reports] dir.",
     )
     parser.add_argument("kind", nargs="?", default="all", choices=(*ALL_KINDS, "all"))
@@ -91,7 +106,12 @@ def generate_reports(
     ctx = _Context(settings, db)
     written: list[Path] = []
     failed: dict[str, str] = {}
-    builders = {"evaluation": _evaluation, "eda": _eda, "operations": _operations}
+    builders = {
+        "evaluation": _evaluation,
+        "eda": _eda,
+        "operations": _operations,
+        "review": _review,
+    }
     for kind in kinds:
         try:
             written.append(builders[kind](ctx, reuse))
@@ -170,6 +190,11 @@ def _evaluation(ctx: _Context, reuse: bool) -> Path:
     choice, meta, problem = ctx.model()
     splits, data_problem = ctx.splits()
     stamp_version = meta.version if meta else ""
+    if meta is not None and splits is None and ctx.settings.reports.data is None:
+        recorded = recorded_evaluation(meta)
+        if recorded is not None:
+            return _recorded_evaluation(ctx, choice.source, meta, recorded)
+        data_problem = NO_DATA_NOR_RECORD
     if meta is None or splits is None or not splits.test:
         why = problem or data_problem or "the configured data has no test split."
         inp = EvaluationInput(
@@ -195,6 +220,36 @@ def _evaluation(ctx: _Context, reuse: bool) -> Path:
     )
     page = build_evaluation_page(inp, stamp=Stamp.now(meta.version, fp))
     return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def _recorded_evaluation(
+    ctx: _Context, source: str, meta: ModelMeta, recorded: RecordedEvaluation
+) -> Path:
+    """The evaluation page from the figures model.json recorded at training."""
+    fp = recorded.data_fingerprint
+    ctx.data_fingerprint = ctx.data_fingerprint or fp
+    inp = EvaluationInput(
+        meta=meta,
+        model_source=source,
+        dataset=recorded.dataset,
+        data_fingerprint=fp,
+        metrics=recorded.metrics,
+        previous=recorded_previous(ctx.db, meta.version),
+        recorded=recorded,
+    )
+    page = build_evaluation_page(inp, stamp=Stamp.now(meta.version, fp))
+    return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def recorded_previous(db: Database, version: str) -> PreviousModel | None:
+    """The most recently retired champion with the test figures it recorded at training."""
+    with db.session() as s:
+        prev = _last_retired_champion(s, version)
+        if prev is None:
+            return None
+        test = (prev.metrics or {}).get("test")
+        metrics = dict(test) if isinstance(test, dict) else {}
+        return PreviousModel(prev.version, metrics, "previous champion (recorded at training)")
 
 
 def test_dataset_name(splits: DatasetSplits) -> str:
@@ -288,24 +343,29 @@ def stored_metrics(db: Database, version: str, dataset: str, fp: str) -> dict[st
 def previous_champion(db: Database, version: str, dataset: str, fp: str) -> PreviousModel | None:
     """The most recently retired champion and its stored evaluation on this data."""
     with db.session() as s:
-        retired = [
-            m
-            for m in queries.list_model_versions(s)
-            if m.version != version and m.promoted_at is not None and m.status == "retired"
-        ]
-        if not retired:
+        prev = _last_retired_champion(s, version)
+        if prev is None:
             return None
-        prev = max(retired, key=lambda m: m.retired_at or m.promoted_at or utcnow())
         row = queries.latest_evaluation(s, prev.version, dataset)
         metrics = dict(row.metrics) if row is not None and row.data_fingerprint == fp else {}
         return PreviousModel(prev.version, metrics)
+
+
+def _last_retired_champion(s: Session, version: str) -> ModelVersion | None:
+    """The model version that served as champion before `version`, if any."""
+    retired = [
+        m
+        for m in queries.list_model_versions(s)
+        if m.version != version and m.promoted_at is not None and m.status == "retired"
+    ]
+    return max(retired, key=lambda m: m.retired_at or m.promoted_at or utcnow(), default=None)
 
 
 # --- eda and operations -------------------------------------------------------------------
 
 
 def _eda(ctx: _Context, reuse: bool) -> Path:
-    splits, problem = ctx.splits()
+    splits, problem, notes = _eda_data(ctx)
     out = ctx.out_dir / "eda.html"
     if splits is None:
         page = build_eda_page(
@@ -316,20 +376,62 @@ def _eda(ctx: _Context, reuse: bool) -> Path:
     fp = fingerprint(samples)
     ctx.data_fingerprint = ctx.data_fingerprint or fp
     state = _read_state(ctx.out_dir)
-    key = f"{fp}:{ctx.settings.reports.eda_sample}"
+    size, seed = ctx.settings.reports.eda_sample, ctx.settings.training.seed
+    key = f"{fp}:{size}"
     if reuse and out.is_file() and state.get("eda") == key:
         logger.info("EDA report unchanged (same data); kept %s", out)
         return out
+    cached = cache_path(ctx.out_dir / CACHE_DIR, fp, size, seed)
+    computed = edacache.load(cached, samples)
+    if computed is None:
+        computed = compute_facts(samples, size, seed)
+        edacache.save(computed, cached, private=ctx.private)
+    else:
+        logger.info("EDA facts reused from %s", cached)
+    _, meta, _ = ctx.model()
+    if meta is not None and meta.data_fingerprint and ctx.settings.reports.data is None:
+        same = meta.data_fingerprint == fp
+        notes.append(
+            Note(
+                "The files on disk are exactly the data the model was trained on (same "
+                "fingerprint)."
+                if same
+                else f"The files on disk differ from the data the model was trained on "
+                f"(fingerprint {fp[:12]} here, {meta.data_fingerprint[:12]} recorded).",
+                "good" if same else "warn",
+            )
+        )
     page = build_eda_page(
         samples,
         stamp=Stamp.now(ctx.version(), fp),
-        sample_size=ctx.settings.reports.eda_sample,
+        sample_size=size,
         root=splits.root,
-        seed=ctx.settings.training.seed,
+        seed=seed,
+        computed=computed,
+        notes=notes,
     )
     path = write_report(page, ctx.out_dir, private=ctx.private)
     _write_state(ctx.out_dir, {**state, "eda": key}, private=ctx.private)
     return path
+
+
+def _eda_data(ctx: _Context) -> tuple[DatasetSplits | None, str, list[Note]]:
+    """[reports] data, else the serving model's recorded training data when it is on disk."""
+    if ctx.settings.reports.data is not None:
+        splits, problem = ctx.splits()
+        return splits, problem, []
+    choice, meta, problem = ctx.model()
+    if meta is None:
+        return None, problem or how_to_point_at_data(), []
+    bases = [ctx.settings.base_dir, Path.cwd(), choice.bundle_dir]
+    splits, reason, notes = recorded_training_data(
+        meta,
+        list(dict.fromkeys(bases)),
+        real_dir=ctx.settings.training.real_dir,
+        ai_dir=ctx.settings.training.ai_dir,
+        seed=ctx.settings.training.seed,
+    )
+    return splits, reason, [Note(n) for n in notes]
 
 
 def _operations(ctx: _Context, reuse: bool) -> Path:
@@ -342,6 +444,23 @@ def _operations(ctx: _Context, reuse: bool) -> Path:
     stamp = Stamp.now(meta.version if meta else "", ctx.data_fingerprint)
     page = build_operations_page(data, stamp=stamp, reference_scores=reference)
     return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def _review(ctx: _Context, reuse: bool) -> Path:
+    del reuse  # new pictures arrive all the time: always rebuilt
+    count = max(0, min(ctx.settings.reports.review_count, MAX_CARDS))
+    with ctx.db.session() as s:
+        items = queries.recent_for_review(s, limit=count)
+    stamp = Stamp.now(ctx.version(), ctx.data_fingerprint)
+    page = build_review_page(items, stamp=stamp, count=count, command=_cli(ctx.settings))
+    return write_report(page, ctx.out_dir, private=ctx.private)
+
+
+def _cli(settings: Settings) -> str:
+    """The command line that runs the product with these settings (for pasted commands)."""
+    if settings.source is None:
+        return "deepfake-detector"
+    return f"deepfake-detector --config {shlex.quote(str(settings.source.resolve()))}"
 
 
 def _reference_scores(s: Session, version: str | None) -> list[float] | None:
