@@ -85,6 +85,12 @@ class RunStatus(enum.StrEnum):
 
 
 LABEL_VALUES = ("real", "ai")
+# A verdict: the model's two labels, or "uncertain" for a score inside the model's band.
+VERDICT_LABELS = (*LABEL_VALUES, "uncertain")
+# What made a verdict: the model, or provenance metadata declaring AI generation.
+DECIDED_BY_VALUES = ("model", "provenance")
+# How much a provenance finding counts (the detector's provenance.Strength values).
+EVIDENCE_STRENGTHS = ("declares_ai", "hint", "camera_claim", "info", "ignored")
 FINAL_FILE_STATES = (FileState.CLASSIFIED.value, FileState.REJECTED.value)
 
 
@@ -147,6 +153,26 @@ class Image(Base):
     height: Mapped[int | None]
     format: Mapped[str | None] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # One readable line summing up its provenance findings ("" none; None: never read).
+    evidence: Mapped[str | None] = mapped_column(Text)
+
+
+class Evidence(Base):
+    """One provenance finding in an image's bytes (C2PA, XMP, PNG text, EXIF, or an error)."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (
+        UniqueConstraint("image_id", "position"),
+        CheckConstraint(_in("strength", EVIDENCE_STRENGTHS), name="strength"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    # 0 = the strongest finding.
+    position: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    strength: Mapped[str] = mapped_column(String(16))
+    says: Mapped[str] = mapped_column(Text)
 
 
 class ModelVersion(Base):
@@ -190,6 +216,10 @@ class Prediction(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "model_version_id"),
         CheckConstraint(_in("label", LABEL_VALUES), name="label"),
+        CheckConstraint("verdict IS NULL OR " + _in("verdict", VERDICT_LABELS), name="verdict"),
+        CheckConstraint(
+            "decided_by IS NULL OR " + _in("decided_by", DECIDED_BY_VALUES), name="decided_by"
+        ),
         Index(None, "model_version_id"),
     )
 
@@ -201,6 +231,37 @@ class Prediction(Base):
     decode_ms: Mapped[float | None]
     infer_ms: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Faces the model scored in the picture (None: screened before faces were looked for).
+    faces: Mapped[int | None]
+    # The whole-picture view's own score, before it was combined with the faces'.
+    whole_score: Mapped[float | None]
+    # The verdict: `label` (the model's call at its threshold), "uncertain" inside its band,
+    # or "ai" from provenance; None for predictions stored before revision 0003 (= label).
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class Face(Base):
+    """One face a model version scored in a picture (through its prediction)."""
+
+    __tablename__ = "faces"
+    __table_args__ = (
+        UniqueConstraint("prediction_id", "face_index"),
+        CheckConstraint("face_index >= 0", name="face_index"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id"))
+    # 0 = the detector's most confident face.
+    face_index: Mapped[int]
+    # Box in pixels of the picture as displayed (EXIF orientation applied).
+    x: Mapped[int]
+    y: Mapped[int]
+    w: Mapped[int]
+    h: Mapped[int]
+    detector_score: Mapped[float]
+    # P(ai) of this face alone.
+    score: Mapped[float]
 
 
 class FileRow(Base):
@@ -312,7 +373,7 @@ verdicts_view = Table(
     Column("path", Text),
     Column("sha256", String(64)),
     Column("status", String(16)),
-    Column("label", String(8)),
+    Column("label", String(16)),
     Column("score", Float),
     Column("model_version", String(128)),
     Column("reason", Text),
@@ -323,4 +384,13 @@ verdicts_view = Table(
     Column("disposition", String(16)),
     Column("dest_path", Text),
     Column("reason_code", String(32)),
+    Column("faces", Integer),
+    Column("face_x", Integer),
+    Column("face_y", Integer),
+    Column("face_w", Integer),
+    Column("face_h", Integer),
+    Column("face_score", Float),
+    Column("whole_score", Float),
+    Column("evidence", Text),
+    Column("decided_by", String(16)),
 )

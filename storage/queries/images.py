@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import LABEL_VALUES, Disposition, FileRow, FileState, Image, Prediction, utcnow
 from storage.queries._common import _choice, _chunks, _get_or_create, _insert_skipping_existing
+from storage.queries.faces import FaceRecord, insert_faces
 
 
 def upsert_image(
@@ -101,6 +102,9 @@ class ClassifiedFile:
     infer_ms: float | None
     # None leaves the row's disposition as it is.
     disposition: str | None
+    # The whole-picture view's score and the faces scored (None: no face view was used).
+    whole_score: float | None = None
+    faces: tuple[FaceRecord, ...] | None = None
 
 
 def store_classified(s: Session, items: Sequence[ClassifiedFile]) -> datetime:
@@ -193,10 +197,27 @@ def _insert_predictions(
                 "decode_ms": item.decode_ms,
                 "infer_ms": item.infer_ms,
                 "created_at": now,
+                "faces": None if item.faces is None else len(item.faces),
+                "whole_score": item.whole_score,
             },
         )
+    # A prediction already stored keeps its faces too: only new predictions get face rows.
+    existing = set(_prediction_ids(s, wanted).values()) if any(i.faces for i in items) else set()
     stmt = _insert_skipping_existing(s, Prediction, ("image_id", "model_version_id"))
     s.execute(stmt, [wanted[key] for key in sorted(wanted)])
+    ids = _prediction_ids(s, wanted)
+    faces: dict[int, tuple[FaceRecord, ...]] = {}
+    for item in items:
+        prediction_id = ids[(image_ids[item.sha256], item.model_version_id)]
+        if item.faces and prediction_id not in existing:
+            faces.setdefault(prediction_id, item.faces)
+    insert_faces(s, faces)
+    return ids
+
+
+def _prediction_ids(
+    s: Session, wanted: Mapping[tuple[int, int], Any]
+) -> dict[tuple[int, int], int]:
     ids: dict[tuple[int, int], int] = {}
     for version_id in sorted({version for _, version in wanted}):
         image_list = sorted(image for image, version in wanted if version == version_id)

@@ -33,6 +33,15 @@ class VerdictRow:
     disposition: str | None
     dest_path: str | None
     reason_code: str | None
+    # Faces scored (None for verdicts from before faces were looked for), the best face's box
+    # and score, and the whole picture's own score.
+    faces: int | None = None
+    face_x: int | None = None
+    face_y: int | None = None
+    face_w: int | None = None
+    face_h: int | None = None
+    face_score: float | None = None
+    whole_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: datetimes as ISO-8601 strings."""

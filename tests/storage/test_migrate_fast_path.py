@@ -12,10 +12,11 @@ from storage import migrate
 from storage.config import StorageConfig
 from storage.db import Database
 
+# A revision after whatever head ships, to put a database one revision behind.
 EXTRA_REVISION = '''"""Add a table, to put a database one revision behind.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 9999
+Revises: {head}
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9999"
+down_revision = "{head}"
 
 
 def upgrade() -> None:
@@ -93,12 +94,14 @@ def test_a_database_behind_head_is_migrated(
 ) -> None:
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_extra.py").write_text(EXTRA_REVISION, encoding="utf-8")
+    head = migrate.shipped_head()
+    extra = EXTRA_REVISION.replace("{head}", str(head))
+    (newer / "versions" / "9999_extra.py").write_text(extra, encoding="utf-8")
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", newer)
-    assert not migrate.at_head(db.engine)  # stamped 0001, the files now end at 0002
+    assert not migrate.at_head(db.engine)  # stamped at the shipped head, the files end at 9999
     Database.open(storage_cfg).close()
     with sqlite3.connect(db_path) as con:
-        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
         assert con.execute("SELECT count(*) FROM extra").fetchone() == (0,)
     assert migrate.at_head(db.engine)
 
