@@ -186,6 +186,7 @@ def test_report_job_regenerates_reports(
         "evaluation.html",
         "eda.html",
         "operations.html",
+        "review.html",
         "index.html",
     }
     assert "No data" in (out / "eda.html").read_text(encoding="utf-8")

@@ -420,13 +420,14 @@ def _eda_data(ctx: _Context) -> tuple[DatasetSplits | None, str, list[Note]]:
     if ctx.settings.reports.data is not None:
         splits, problem = ctx.splits()
         return splits, problem, []
-    choice, meta, problem = ctx.model()
+    _, meta, problem = ctx.model()
     if meta is None:
         return None, problem or how_to_point_at_data(), []
-    bases = [ctx.settings.base_dir, Path.cwd(), choice.bundle_dir]
+    # Training records paths as given on its command line, relative to where it ran: the
+    # project folder, which is where config.toml lives (or the working folder without one).
     splits, reason, notes = recorded_training_data(
         meta,
-        list(dict.fromkeys(bases)),
+        [ctx.settings.base_dir],
         real_dir=ctx.settings.training.real_dir,
         ai_dir=ctx.settings.training.ai_dir,
         seed=ctx.settings.training.seed,
