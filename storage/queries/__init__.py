@@ -10,6 +10,7 @@ One module per concern; every public name is re-exported here, so callers write
 from __future__ import annotations
 
 from storage.queries._common import NotFound
+from storage.queries.evidence import EvidenceItem, ImageEvidence, evidence_for, store_evidence
 from storage.queries.files import (
     DispositionUpdate,
     FileArrival,
@@ -52,14 +53,16 @@ from storage.queries.runs import (
     list_training_runs,
     start_training_run,
 )
-from storage.queries.verdicts import VERDICT_COLUMNS, VerdictRow, list_verdicts
+from storage.queries.verdicts import VERDICT_COLUMNS, VerdictRow, list_verdicts, verdicts_of
 
 __all__ = [
     "VERDICT_COLUMNS",
     "ClassifiedFile",
     "DispositionUpdate",
+    "EvidenceItem",
     "FaceBox",
     "FileArrival",
+    "ImageEvidence",
     "NotFound",
     "ReviewItem",
     "VerdictRow",
@@ -70,6 +73,7 @@ __all__ = [
     "discover_file",
     "discover_files",
     "due_dispositions",
+    "evidence_for",
     "finish_training_run",
     "get_file",
     "get_model_version",
@@ -95,5 +99,7 @@ __all__ = [
     "set_model_status",
     "start_training_run",
     "store_classified",
+    "store_evidence",
     "upsert_image",
+    "verdicts_of",
 ]

@@ -10,8 +10,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import LABEL_VALUES, Disposition, FileRow, FileState, Image, Prediction, utcnow
+from storage.models import (
+    LABEL_VALUES,
+    VERDICT_LABELS,
+    Disposition,
+    FileRow,
+    FileState,
+    Image,
+    Prediction,
+    utcnow,
+)
 from storage.queries._common import _choice, _chunks, _get_or_create, _insert_skipping_existing
+from storage.queries.evidence import ImageEvidence, store_evidence
 from storage.queries.faces import FaceRecord, insert_faces
 
 
@@ -102,6 +112,11 @@ class ClassifiedFile:
     infer_ms: float | None
     # None leaves the row's disposition as it is.
     disposition: str | None
+    # `label` is the model's own call; the verdict (None: that label) and what decided it.
+    verdict: str | None = None
+    decided_by: str | None = None
+    # The provenance findings of the bytes (None: not read).
+    evidence: ImageEvidence | None = None
     # The whole-picture view's score and the faces scored (None: no face view was used).
     whole_score: float | None = None
     faces: tuple[FaceRecord, ...] | None = None
@@ -117,6 +132,7 @@ def store_classified(s: Session, items: Sequence[ClassifiedFile]) -> datetime:
     if not items:
         return now
     image_ids = _upsert_images(s, items, now)
+    store_evidence(s, {image_ids[i.sha256]: i.evidence for i in items if i.evidence is not None})
     prediction_ids = _insert_predictions(s, items, image_ids, now)
     updates: list[dict[str, Any]] = []
     for item in sorted(items, key=lambda i: i.file_id):
@@ -197,6 +213,10 @@ def _insert_predictions(
                 "decode_ms": item.decode_ms,
                 "infer_ms": item.infer_ms,
                 "created_at": now,
+                "verdict": None
+                if item.verdict is None
+                else _choice("verdict", item.verdict, VERDICT_LABELS),
+                "decided_by": item.decided_by,
                 "faces": None if item.faces is None else len(item.faces),
                 "whole_score": item.whole_score,
             },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import FINAL_FILE_STATES, LABEL_VALUES, verdicts_view
-from storage.queries._common import _choice
+from storage.models import FINAL_FILE_STATES, VERDICT_LABELS, verdicts_view
+from storage.queries._common import _choice, _chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,10 @@ class VerdictRow:
     face_h: int | None = None
     face_score: float | None = None
     whole_score: float | None = None
+    # One readable line of the image's provenance findings ("" none; None: not read), and
+    # what decided the label: "model" or "provenance".
+    evidence: str | None = None
+    decided_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: datetimes as ISO-8601 strings."""
@@ -67,9 +72,18 @@ def list_verdicts(
     v = verdicts_view.c
     stmt = select(verdicts_view).order_by(v.created_at.desc(), v.id.desc()).limit(limit)
     if label is not None:
-        stmt = stmt.where(v.label == _choice("label", label, LABEL_VALUES))
+        stmt = stmt.where(v.label == _choice("label", label, VERDICT_LABELS))
     if status is not None:
         stmt = stmt.where(v.status == _choice("status", status, FINAL_FILE_STATES))
     if since is not None:
         stmt = stmt.where(v.created_at >= since)
     return [VerdictRow(**row._mapping) for row in s.execute(stmt)]
+
+
+def verdicts_of(s: Session, file_ids: Collection[int]) -> dict[int, VerdictRow]:
+    """The `verdicts` rows of these files, by file id (files not in a final state left out)."""
+    found: dict[int, VerdictRow] = {}
+    for chunk in _chunks(sorted(set(file_ids))):
+        stmt = select(verdicts_view).where(verdicts_view.c.id.in_(chunk))
+        found.update((row.id, VerdictRow(**row._mapping)) for row in s.execute(stmt))
+    return found

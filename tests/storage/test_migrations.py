@@ -26,6 +26,8 @@ TABLES = {
     "evaluations",
     "training_runs",
     "model_activations",
+    "faces",
+    "evidence",
 }
 DOCUMENTED_VIEW_COLUMNS = [
     "id",
@@ -43,6 +45,15 @@ DOCUMENTED_VIEW_COLUMNS = [
     "disposition",
     "dest_path",
     "reason_code",
+    "faces",
+    "face_x",
+    "face_y",
+    "face_w",
+    "face_h",
+    "face_score",
+    "whole_score",
+    "evidence",
+    "decided_by",
 ]
 
 
