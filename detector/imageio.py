@@ -39,7 +39,7 @@ ACCEPTED_FORMATS: Final[tuple[str, ...]] = (
 )
 # Bumped whenever decode() would produce different pixels for the same bytes, so that caches
 # of decoded training images (keyed on it) are invalidated.
-DECODER_VERSION: Final[int] = 1
+DECODER_VERSION: Final[int] = 2
 # One fixed filter for every resize, so training and serving cannot drift apart.
 RESAMPLE: Final = Image.Resampling.BILINEAR
 _READ_CHUNK: Final[int] = 1 << 20
@@ -73,6 +73,21 @@ class DecodedImage:
     source_width: int  # as displayed, i.e. after EXIF orientation
     source_height: int
     format: str  # "JPEG", "PNG", ... (MPO camera JPEGs are reported as "JPEG")
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A decoded RGB picture at working resolution (JPEGs reduced in the DCT when large)."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
+    source_width: int  # as displayed, i.e. after EXIF orientation
+    source_height: int
+    format: str
+
+    @property
+    def scale(self) -> float:
+        """Source pixels per working pixel (1.0 unless the decoder reduced the picture)."""
+        return self.source_width / max(self.rgb.shape[1], 1)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -141,8 +156,28 @@ def load_image(path: Path, size: int, limits: LoadLimits) -> DecodedImage:
 
 def decode(data: bytes, size: int, limits: LoadLimits) -> DecodedImage:
     """Decode untrusted bytes to a (size, size, 3) uint8 RGB centre-cropped square."""
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+    picture = decode_picture(data, size, limits)
+    return DecodedImage(
+        pixels=whole_view(picture, size),
+        source_width=picture.source_width,
+        source_height=picture.source_height,
+        format=picture.format,
+    )
+
+
+def whole_view(picture: Picture, size: int) -> np.ndarray:
+    """The centre square of a picture resized to (size, size, 3): the model's whole view."""
+    im = Image.fromarray(picture.rgb)
+    pixels = np.array(im.resize((size, size), RESAMPLE, box=_centre_square(im.size)))
+    if pixels.shape != (size, size, 3) or pixels.dtype != np.uint8:
+        raise ImageRejected("unreadable", f"decoder produced {pixels.dtype} {pixels.shape}")
+    return pixels
+
+
+def decode_picture(data: bytes, work_size: int, limits: LoadLimits) -> Picture:
+    """Decode untrusted bytes to RGB; JPEGs at least twice `work_size` are reduced on decode."""
+    if work_size <= 0:
+        raise ValueError(f"size must be positive, got {work_size}")
     if not data:
         raise ImageRejected("empty", "the file is empty (0 bytes)")
     _check_size(len(data), limits)
@@ -150,7 +185,7 @@ def decode(data: bytes, size: int, limits: LoadLimits) -> DecodedImage:
     _check_complete(data)
     try:
         with _open(data) as im:
-            return _decode_opened(im, size, limits)
+            return _decode_opened(im, work_size, limits)
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -221,7 +256,7 @@ def describe_bytes(data: bytes) -> str:
     return "looks like text"
 
 
-def _decode_opened(im: ImageFile.ImageFile, size: int, limits: LoadLimits) -> DecodedImage:
+def _decode_opened(im: ImageFile.ImageFile, size: int, limits: LoadLimits) -> Picture:
     width, height = im.size
     # Checked from the header, before a single pixel is decoded.
     if width * height > limits.max_pixels:
@@ -239,11 +274,10 @@ def _decode_opened(im: ImageFile.ImageFile, size: int, limits: LoadLimits) -> De
     orientation = _orientation(im)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    rgb = _to_rgb(_apply_orientation(im, orientation))
-    pixels = np.array(rgb.resize((size, size), RESAMPLE, box=_centre_square(rgb.size)))
-    if pixels.shape != (size, size, 3) or pixels.dtype != np.uint8:
-        raise ImageRejected("unreadable", f"decoder produced {pixels.dtype} {pixels.shape}")
-    return DecodedImage(pixels=pixels, source_width=width, source_height=height, format=fmt)
+    rgb = np.asarray(_to_rgb(_apply_orientation(im, orientation)))
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
+        raise ImageRejected("unreadable", f"decoder produced {rgb.dtype} {rgb.shape}")
+    return Picture(rgb=rgb, source_width=width, source_height=height, format=fmt)
 
 
 def _check_complete(data: bytes) -> None:

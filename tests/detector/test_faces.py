@@ -1,0 +1,152 @@
+"""Finding, aligning and cropping faces (YuNet), and the two views built from them.
+
+A few tests compose pictures from dataset faces at run time (in memory or in tmp_path): real
+faces are what a face detector must be tested on, and nothing is copied into the project.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from detector.faces import (
+    FILL,
+    TEMPLATE,
+    YUNET_FILE,
+    FaceBox,
+    FaceFinder,
+    FaceOptions,
+    align,
+    fit_inside,
+    similarity,
+)
+from detector.imageio import LoadLimits, decode_picture
+from detector.views import decode_views
+
+DATASET = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "faces"
+needs_dataset = pytest.mark.skipif(
+    not (DATASET / "manifest.csv").is_file(), reason=f"dataset not found at {DATASET}"
+)
+
+
+def _dataset_faces(n: int, source: str = "ffhq") -> list[np.ndarray]:
+    with open(DATASET / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["source"] == source and r["split"] == "test"]
+    return [np.asarray(Image.open(DATASET / r["path"]).convert("RGB")) for r in rows[:n]]
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _group_picture(faces: list[np.ndarray], gap: int = 64) -> tuple[np.ndarray, list[int]]:
+    """Faces side by side on a grey canvas; returns the picture and each face's left edge."""
+    side = faces[0].shape[0]
+    width = len(faces) * side + (len(faces) + 1) * gap
+    canvas = np.full((side + 2 * gap, width, 3), 110, np.uint8)
+    lefts = []
+    for i, face in enumerate(faces):
+        left = gap + i * (side + gap)
+        canvas[gap : gap + side, left : left + side] = face
+        lefts.append(left)
+    return canvas, lefts
+
+
+def test_the_detector_ships_inside_the_package_with_its_licence() -> None:
+    assert YUNET_FILE.is_file() and YUNET_FILE.stat().st_size < 1_000_000
+    assert "MIT" in (YUNET_FILE.parent / "LICENSE").read_text()
+
+
+@needs_dataset
+def test_every_face_of_a_composed_picture_is_found_with_its_box() -> None:
+    faces = _dataset_faces(3)
+    picture, lefts = _group_picture(faces)
+    found = FaceFinder().find(picture)
+    assert len(found) == 3
+    centres = sorted(f.x + f.w / 2 for f in found)
+    side = faces[0].shape[0]
+    for centre, left in zip(centres, lefts, strict=True):
+        assert left < centre < left + side  # each box sits on its own face
+    for f in found:
+        assert 0.25 * side < f.w < 1.1 * side and len(f.landmarks) == 5
+
+
+@needs_dataset
+def test_max_faces_and_min_size_limit_what_counts() -> None:
+    picture, _ = _group_picture(_dataset_faces(3))
+    assert len(FaceFinder(FaceOptions(max_faces=2)).find(picture)) == 2
+    assert FaceFinder(FaceOptions(min_size=400)).find(picture) == []
+
+
+@needs_dataset
+def test_a_large_photo_is_searched_on_a_small_copy_and_boxes_are_in_its_pixels() -> None:
+    faces = _dataset_faces(2)
+    picture, lefts = _group_picture(faces)
+    big = cv2.resize(picture, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)  # ~3800 px
+    views = decode_views(_jpeg(big), 128, LoadLimits(), FaceFinder(FaceOptions(detect_size=640)))
+    assert (views.source_width, views.source_height) == (big.shape[1], big.shape[0])
+    assert len(views.faces) == 2
+    centres = sorted(f.box.x + f.box.w / 2 for f in views.faces)
+    for centre, left in zip(centres, lefts, strict=True):
+        assert 6 * left < centre < 6 * (left + faces[0].shape[0])
+    assert all(f.pixels.shape == (128, 128, 3) for f in views.faces)
+
+
+def test_a_picture_without_a_face_has_only_its_whole_view(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    views = decode_views(_jpeg(noise), 64, LoadLimits(), FaceFinder())
+    assert views.faces == ()
+    assert views.stack().shape == (1, 64, 64, 3)
+    assert (views.source_width, views.source_height) == (400, 300)
+
+
+def test_alignment_puts_the_landmarks_on_the_template() -> None:
+    marks = np.array([[120, 100], [180, 104], [150, 140], [126, 170], [176, 172]], np.float32)
+    matrix = similarity(marks, 112, 1.0)
+    mapped = np.c_[marks, np.ones(5)] @ matrix.T
+    assert np.abs(mapped - TEMPLATE * 112).max() < 3.0  # a similarity fits 5 points closely
+
+
+def test_a_tight_crop_is_moved_inside_the_picture_never_padded() -> None:
+    # A face filling a 100 px picture: the aligned window with its margin reaches past it.
+    rgb = np.random.default_rng(1).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    marks = ((30, 38), (70, 38), (50, 58), (34, 78), (66, 78))
+    box = FaceBox(5, 5, 90, 95, 0.9, marks)
+    face = align(rgb, box, 64, FaceOptions(face_scale=0.75))
+    assert face.padded == 0.0 and face.zoom > 1.0
+    # Only the fixed oval mask is grey: the same pixels in every crop, whatever the source.
+    corners = face.pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == FILL).all()
+
+
+def test_fit_inside_leaves_a_crop_that_fits_alone() -> None:
+    matrix = similarity(np.array(TEMPLATE * 200 + 100, np.float32), 64, 0.9)
+    assert np.allclose(fit_inside(matrix, 400, 400, 64), matrix)
+
+
+def test_a_face_much_larger_than_the_crop_is_reduced_before_warping() -> None:
+    # Fine stripes alias under plain bilinear warping; area reduction averages them to grey.
+    stripes = np.zeros((1200, 1200, 3), np.uint8)
+    stripes[:, ::2] = 255
+    marks = tuple((x * 1000 + 100, y * 1000 + 100) for x, y in TEMPLATE.tolist())
+    face = align(stripes, FaceBox(100, 100, 1000, 1000, 0.9, marks), 32, FaceOptions())
+    centre = face.pixels[12:20, 12:20].astype(float)
+    assert abs(centre.mean() - 127.5) < 20 and centre.std() < 20
+
+
+def test_decoding_at_working_size_keeps_small_pictures_whole() -> None:
+    small = np.full((256, 256, 3), 90, np.uint8)
+    assert decode_picture(_jpeg(small), 512, LoadLimits()).rgb.shape == (256, 256, 3)
+    big = np.full((2400, 3200, 3), 90, np.uint8)
+    reduced = decode_picture(_jpeg(big), 512, LoadLimits())
+    assert max(reduced.rgb.shape[:2]) < 3200 and min(reduced.rgb.shape[:2]) >= 512
+    assert reduced.scale > 1.0
