@@ -206,10 +206,15 @@ class InboxHandler(FileSystemEventHandler):
         self._tracker.note(os.fsdecode(event.src_path), COMPLETE)
 
     def on_moved(self, event: FileSystemMovedEvent) -> None:
-        """Renamed: the old name is gone, the new one is complete now."""
-        self._tracker.note(os.fsdecode(event.src_path), GONE)
-        dest = os.fsdecode(event.dest_path)
-        self._tracker.note(dest, FOLDER if event.is_directory else COMPLETE)
+        """Renamed: the old name is gone, the new one is complete now.
+
+        A move from outside the inbox has no source, one out of it no destination.
+        """
+        source, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+        if source:
+            self._tracker.note(source, GONE)
+        if dest:
+            self._tracker.note(dest, FOLDER if event.is_directory else COMPLETE)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
         """Deleted: forget it."""

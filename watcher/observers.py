@@ -16,6 +16,20 @@ from watcher.intake import observer_kind
 logger = logging.getLogger(__name__)
 
 
+def native_observer() -> BaseObserver:
+    """The platform's native observer; on Linux one reporting moves from outside as moves.
+
+    inotify tells a file moved in from another folder (IN_MOVED_TO, complete at once) from a
+    file being written (IN_CREATE); watchdog's default turns both into "created", and the move
+    then waited quiet_period_s as if it were still being written (1 s of a 1.1 s verdict).
+    """
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
+
+
 class RootWatches:
     """One recursive watch per inbox on a native or polling observer, kept alive over time."""
 
@@ -45,7 +59,7 @@ class RootWatches:
     def _observer(self, kind: str) -> BaseObserver:
         if kind not in self._observers:
             observer: BaseObserver = (
-                PollingObserver(timeout=self._poll_s) if kind == "polling" else Observer()
+                PollingObserver(timeout=self._poll_s) if kind == "polling" else native_observer()
             )
             observer.name = f"observer-{kind}"
             self._observers[kind] = observer

@@ -125,3 +125,19 @@ def test_an_old_file_that_stays_the_same_goes_after_the_second_look(tmp_path: Pa
     intake._check_settling()
     assert [Path(i.path).name for i in got.items] == ["old.jpg"]
     assert got.items[0].size_bytes == len(b"whole file")
+
+
+def test_a_fresh_file_moved_in_is_complete_at_once_on_native_events(
+    deployment: Deployment, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    # Just written elsewhere (new mtime), then renamed in: inotify says "moved to", not
+    # "created", so there is nothing to wait for.
+    settings = deployment.write_config(observer="native", quiet_period_s=QUIET_S)
+    staged = image_factory(tmp_path / "staging" / "fresh.jpg", color=DARK, noise=5.0)
+    with running_daemon(settings):
+        moved_at = time.monotonic()
+        os.rename(staged, deployment.inbox / "fresh.jpg")
+        screened_at = wait_until(
+            lambda: _screened_at(deployment, "fresh.jpg"), timeout=QUIET_S, what="fresh.jpg"
+        )
+    assert screened_at - moved_at < QUIET_S / 2
