@@ -21,9 +21,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# pytest runs beside a throwaway PostgreSQL server (installed from Debian's packages when
+# missing), so the tests' PostgreSQL variants run too.
 test: setup lint
 	scripts/ensure-chromium
-	$(BIN)/python -m pytest
+	scripts/with-postgres $(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.postgres import PgServer, require_postgres
 
 # Keep TensorFlow quiet and single-process friendly in tests (set before any TF import).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -147,3 +150,63 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     dest = tmp_path_factory.mktemp("models") / meta.version
     return save_bundle(model, meta, dest)
+
+
+# --- SQLite and PostgreSQL ------------------------------------------------------------------
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a test on both databases: everything in tests/storage and tests marked both_databases.
+
+    A test that looks at the SQLite file itself (the `db_path` fixture) or is marked
+    sqlite_only keeps the `backend` fixture's default, SQLite.
+    """
+    if "backend" not in metafunc.fixturenames:
+        return
+    definition = metafunc.definition
+    if definition.get_closest_marker("sqlite_only") or "db_path" in metafunc.fixturenames:
+        return
+    in_storage = Path(definition.path).is_relative_to(_TESTS / "storage")
+    if in_storage or definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("backend", BACKENDS)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The database a test runs on; "sqlite" unless the test is run on both."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The test PostgreSQL server (skips, or fails under CI=true, when there is none)."""
+    server = PgServer(require_postgres())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own, already migrated to head."""
+    with pg_server.database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_empty_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of this test's own (never migrated)."""
+    with pg_server.database(migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """SQLAlchemy URL of this test's own database on `backend` (SQLite: not created yet)."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'var' / 'verdicts.db'}"

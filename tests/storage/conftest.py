@@ -1,4 +1,9 @@
-"""Fixtures for storage tests: a real SQLite file in tmp_path, migrated, plus row factories."""
+"""Fixtures for storage tests: the test's own database, migrated, plus row factories.
+
+Every test here runs twice, on a real SQLite file in tmp_path and on a fresh PostgreSQL
+database (tests/conftest.py parametrizes `backend`); a test that asks for `db_path` looks at
+the SQLite file itself and runs on SQLite only.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,14 @@ from tests.storage.factories import Seed
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
-    """Where the test database lives (its folder does not exist yet)."""
+    """Where the SQLite test database lives (its folder does not exist yet)."""
     return tmp_path / "var" / "verdicts.db"
 
 
 @pytest.fixture
-def storage_cfg(db_path: Path) -> StorageConfig:
-    """Config pointing at db_path, with a short busy timeout to keep lock tests quick."""
-    return StorageConfig(url=f"sqlite:///{db_path}", busy_timeout_ms=2_000)
+def storage_cfg(db_url: str) -> StorageConfig:
+    """Config of the test's database, with a short busy timeout to keep lock tests quick."""
+    return StorageConfig(url=db_url, busy_timeout_ms=2_000)
 
 
 @pytest.fixture

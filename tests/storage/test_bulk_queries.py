@@ -1,15 +1,12 @@
 """Set-based writes of the daemon's writer: the one-row functions' effects, fewer statements.
 
-Every test runs on SQLite, and on PostgreSQL too when DEEPFAKE_DETECTOR_TEST_PG_URL is set
-(see test_postgres.py).
+Every test runs on SQLite and on PostgreSQL (tests/storage/conftest.py).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,39 +22,9 @@ from storage.db import Database
 from storage.models import FileRow, Image, Prediction, utcnow
 from storage.queries import _common
 from tests.storage.factories import Seed
-from tests.storage.test_postgres import PG_URL, pg, pg_cfg  # noqa: F401 (fixtures, by name)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The database the test runs on."""
-    if request.param == "postgresql" and not PG_URL:
-        pytest.skip("DEEPFAKE_DETECTOR_TEST_PG_URL not set")
-    return str(request.param)
-
-
-@pytest.fixture
-def storage_cfg(backend: str, request: pytest.FixtureRequest, db_path: Path) -> StorageConfig:
-    """Overrides conftest's: the config of the backend under test."""
-    if backend == "postgresql":
-        cfg: StorageConfig = request.getfixturevalue("pg_cfg")
-        return cfg
-    return StorageConfig(url=f"sqlite:///{db_path}", busy_timeout_ms=2_000)
-
-
-@pytest.fixture
-def db(
-    backend: str, request: pytest.FixtureRequest, storage_cfg: StorageConfig
-) -> Iterator[Database]:
-    """Overrides conftest's: the backend under test, open (PostgreSQL: emptied after)."""
-    if backend == "postgresql":
-        yield request.getfixturevalue("pg")
-        return
-    with Database.open(storage_cfg) as database:
-        yield database
 
 
 def _arrival(path: str, mtime_ns: int = 1, origin: str = "inbox") -> q.FileArrival:

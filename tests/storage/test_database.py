@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from storage import queries as q
@@ -27,6 +27,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.sqlite_only
 def test_pragmas_are_in_effect_on_every_connection(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -201,7 +202,8 @@ def test_retrying_does_not_retry_real_errors(db: Database) -> None:
         calls.append(1)
         s.execute(text("SELECT * FROM no_such_table"))
 
-    with pytest.raises(OperationalError, match="no such table"):
+    # SQLite: OperationalError "no such table"; PostgreSQL: ProgrammingError "does not exist".
+    with pytest.raises(DBAPIError, match=r"no such table|does not exist"):
         db.retrying(broken)
     assert calls == [1]
 

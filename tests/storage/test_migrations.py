@@ -1,20 +1,25 @@
-"""Alembic migrations: schema and view created, idempotent, safe under concurrent start-up."""
+"""Alembic migrations: schema and view created, idempotent, safe under concurrent start-up.
+
+On SQLite and PostgreSQL alike (tests/conftest.py), from an empty database and from every
+earlier revision the migration scripts define.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
 
 from storage import migrate
 from storage.config import StorageConfig
-from storage.db import Database
+from storage.db import Database, create_db_engine
 from storage.models import Base, verdicts_view
 
 TABLES = {
@@ -57,20 +62,63 @@ DOCUMENTED_VIEW_COLUMNS = [
 ]
 
 
-def test_open_creates_every_table_the_view_and_stamps_head(db: Database, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as con:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        views = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='view'")}
-        version = con.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert tables - {"alembic_version"} == TABLES
-    assert views == {"verdicts"}
-    assert version == [(migrate.head_revision(),)]
+def _earlier_revisions() -> list[str]:
+    """Every revision before head, oldest first, after "base" (the empty database)."""
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    chain = [rev.revision for rev in script.walk_revisions("base", "heads")][::-1]
+    return ["base", *chain[:-1]]
 
 
-def test_view_columns_are_the_documented_ones(db: Database, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as con:
-        cursor = con.execute("SELECT * FROM verdicts")
-        columns = [d[0] for d in cursor.description]
+@pytest.fixture
+def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """URL of a database nothing was ever created in (SQLite file, or a fresh PostgreSQL one)."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_empty_url"))
+    return f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
+def empty_engine(empty_url: str) -> Iterator[Engine]:
+    """An engine on the empty database."""
+    engine = create_db_engine(StorageConfig(url=empty_url))
+    yield engine
+    engine.dispose()
+
+
+def _assert_at_head(engine: Engine) -> None:
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) - {"alembic_version"} == TABLES
+    assert inspector.get_view_names() == ["verdicts"]
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+@pytest.mark.parametrize("revision", _earlier_revisions())
+def test_upgrade_from_every_earlier_revision_reaches_head(
+    empty_engine: Engine, revision: str
+) -> None:
+    if revision != "base":
+        with empty_engine.begin() as conn:
+            command.upgrade(migrate.alembic_config(conn), revision)
+        with empty_engine.connect() as conn:
+            assert migrate.current_revision(conn) == revision
+    assert migrate.upgrade(empty_engine) is True
+    _assert_at_head(empty_engine)
+    assert migrate.upgrade(empty_engine) is False
+
+
+def test_open_creates_every_table_the_view_and_stamps_head(db: Database) -> None:
+    _assert_at_head(db.engine)
+    with db.engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert [tuple(v) for v in versions] == [(migrate.head_revision(),)]
+
+
+def test_view_columns_are_the_documented_ones(db: Database) -> None:
+    with db.engine.connect() as conn:
+        columns = list(conn.execute(text("SELECT * FROM verdicts")).keys())
     assert columns == DOCUMENTED_VIEW_COLUMNS
     assert [c.name for c in verdicts_view.columns] == DOCUMENTED_VIEW_COLUMNS
 
@@ -83,14 +131,14 @@ def test_opening_again_is_a_no_op(db: Database, storage_cfg: StorageConfig) -> N
         assert migrate.current_revision(conn) == migrate.head_revision()
 
 
-def test_concurrent_first_opens_all_succeed(storage_cfg: StorageConfig, db_path: Path) -> None:
+def test_concurrent_first_opens_all_succeed(empty_url: str, empty_engine: Engine) -> None:
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 
     def opener() -> None:
         try:
             barrier.wait()
-            Database.open(storage_cfg).close()
+            Database.open(StorageConfig(url=empty_url, busy_timeout_ms=10_000)).close()
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -100,9 +148,11 @@ def test_concurrent_first_opens_all_succeed(storage_cfg: StorageConfig, db_path:
     for t in threads:
         t.join()
     assert errors == []
-    with sqlite3.connect(db_path) as con:
-        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert con.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+    with empty_engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+    _assert_at_head(empty_engine)
 
 
 def test_models_match_the_migrated_schema(db: Database) -> None:
@@ -121,17 +171,14 @@ def test_expected_indexes_exist(db: Database) -> None:
     assert ("image_id", "model_version_id") in preds
 
 
-def test_downgrade_then_upgrade_round_trips(db: Database, db_path: Path) -> None:
+def test_downgrade_then_upgrade_round_trips(db: Database) -> None:
     with db.engine.begin() as conn:
         command.downgrade(migrate.alembic_config(conn), "base")
-    with sqlite3.connect(db_path) as con:
-        left = {
-            r[0]
-            for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        }
-    assert left == {"alembic_version"}
+    inspector = inspect(db.engine)
+    assert set(inspector.get_table_names()) == {"alembic_version"}
+    assert inspector.get_view_names() == []
     assert migrate.upgrade(db.engine) is True
-    assert set(inspect(db.engine).get_table_names()) >= TABLES
+    _assert_at_head(db.engine)
 
 
 def test_developer_cli_lists_heads_and_renders_sql(capsys: pytest.CaptureFixture[str]) -> None:

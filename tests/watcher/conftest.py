@@ -1,4 +1,4 @@
-"""Watcher test helpers: a temp deployment (config, inbox, output, SQLite), polling, threads."""
+"""Watcher test helpers: a temp deployment (config, inbox, output, database), polling, threads."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ class Deployment:
 
     root: Path
     model: Path
+    # "" = a SQLite file in root; else the URL of the test's own PostgreSQL database.
+    database_url: str = ""
 
     @property
     def inbox(self) -> Path:
@@ -78,7 +80,7 @@ class Deployment:
     @property
     def db_url(self) -> str:
         """SQLAlchemy URL of the test database."""
-        return f"sqlite:///{self.root / 'db.sqlite'}"
+        return self.database_url or f"sqlite:///{self.root / 'db.sqlite'}"
 
     def write_config(self, **watcher: Any) -> Settings:
         """Write config.toml with small timings (overridable per key) and load it."""
@@ -145,11 +147,14 @@ def _toml(value: Any) -> str:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, tiny_bundle: Path) -> Deployment:
-    """A fresh deployment folder using the tiny model."""
+def deployment(
+    tmp_path: Path, tiny_bundle: Path, backend: str, request: pytest.FixtureRequest
+) -> Deployment:
+    """A fresh deployment folder using the tiny model (on PostgreSQL for such `backend`)."""
     root = tmp_path / "deploy"
     root.mkdir()
-    dep = Deployment(root=root, model=tiny_bundle)
+    url = str(request.getfixturevalue("pg_url")) if backend == "postgresql" else ""
+    dep = Deployment(root=root, model=tiny_bundle, database_url=url)
     dep.write_config()
     return dep
 

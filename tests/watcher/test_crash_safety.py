@@ -1,4 +1,7 @@
-"""The daemon as a real process: SIGKILL mid-batch loses nothing, SIGTERM stops cleanly."""
+"""The daemon as a real process: SIGKILL mid-batch loses nothing, SIGTERM stops cleanly.
+
+The SIGKILL and SIGTERM tests run on SQLite and on PostgreSQL (both_databases).
+"""
 
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ def _assert_all_sorted_once(dep: Deployment, names: list[str]) -> None:
     assert dep.prediction_count() == len(names)
 
 
+@pytest.mark.both_databases
 def test_sigkill_mid_batch_then_restart_screens_every_file_exactly_once(
     deployment: Deployment, image_factory: ImageFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -91,6 +95,7 @@ def test_sigkill_mid_batch_then_restart_screens_every_file_exactly_once(
     assert "requeued" in caplog.text  # the restart took back the dead run's claims at once
 
 
+@pytest.mark.both_databases
 def test_sigterm_finishes_the_batch_requeues_the_rest_and_exits_0(
     deployment: Deployment, image_factory: ImageFactory
 ) -> None:

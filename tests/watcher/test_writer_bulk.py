@@ -1,4 +1,7 @@
-"""The writer's batch path: set-based storing, the one-by-one fallback, moves, re-arrivals."""
+"""The writer's batch path: set-based storing, the one-by-one fallback, moves, re-arrivals.
+
+On SQLite and on PostgreSQL (both_databases).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,12 @@ from storage.models import FileRow, Prediction
 from watcher.messages import Classified, Discovered, Job, Outcome, Rejected, WriterTask
 from watcher.writer import DbWriter, WriterOptions
 
+pytestmark = pytest.mark.both_databases
+
 
 @dataclass
 class Rig:
-    """A writer (thread not started) on a real SQLite file, inbox and output folder."""
+    """A writer (thread not started) on a real database, inbox and output folder."""
 
     writer: DbWriter
     db: Database
@@ -61,10 +66,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, db_url: str) -> Iterator[Rig]:
     inbox, output = tmp_path / "inbox", tmp_path / "output"
     inbox.mkdir()
-    db = Database.open(StorageConfig(url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    db = Database.open(StorageConfig(url=db_url))
     with db.session() as s:
         model_id = q.register_model_version(
             s, version="v1", arch="tiny", path="/m", input_size=8, threshold=0.5,
