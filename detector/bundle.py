@@ -47,6 +47,10 @@ class ModelMeta:
     class_names: tuple[str, ...] = ("real", "ai")
     threshold: float = 0.5
     temperature: float = 1.0
+    # Scores with lo <= score < hi are labelled `uncertain` (None: no band, e.g. an older model),
+    # chosen on the validation split so that each confident label reaches `uncertain_precision`.
+    uncertain_band: tuple[float, float] | None = None
+    uncertain_precision: float | None = None
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +64,8 @@ class ModelMeta:
         """JSON-ready dict (class_names as a list)."""
         data = asdict(self)
         data["class_names"] = list(self.class_names)
+        if self.uncertain_band is not None:
+            data["uncertain_band"] = list(self.uncertain_band)
         return data
 
     @classmethod
@@ -81,6 +87,8 @@ class ModelMeta:
             value = kwargs.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 kwargs[name] = float(value)
+        if isinstance(kwargs.get("uncertain_band"), list):
+            kwargs["uncertain_band"] = tuple(kwargs["uncertain_band"])
         try:
             return cls(**kwargs)
         except TypeError as exc:  # e.g. a field given with the wrong structure
@@ -108,6 +116,7 @@ def _validate(meta: ModelMeta) -> None:
         raise bad("threshold", "must be a number between 0 and 1")
     if not _is_float(meta.temperature) or not meta.temperature > 0.0:
         raise bad("temperature", "must be a finite number greater than 0")
+    _validate_band(meta)
     if not isinstance(meta.data_fingerprint, str):
         raise bad("data_fingerprint", "must be a string")
     for name in ("metrics", "training"):
@@ -116,6 +125,25 @@ def _validate(meta: ModelMeta) -> None:
     _validate_created_at(meta.created_at)
     if not _is_int(meta.format_version) or not 1 <= meta.format_version <= FORMAT_VERSION:
         raise bad("format_version", f"must be an integer between 1 and {FORMAT_VERSION}")
+
+
+def _validate_band(meta: ModelMeta) -> None:
+    band, precision = meta.uncertain_band, meta.uncertain_precision
+    if band is not None and not (
+        isinstance(band, tuple)
+        and len(band) == 2
+        and all(_is_float(v) for v in band)
+        and 0.0 <= band[0] <= band[1] <= 1.0
+    ):
+        raise ValueError(
+            "model metadata field 'uncertain_band' must be [lo, hi] with 0 <= lo <= hi <= 1"
+            f" (got {band!r})"
+        )
+    if precision is not None and not (_is_float(precision) and 0.0 < precision <= 1.0):
+        raise ValueError(
+            "model metadata field 'uncertain_precision' must be a number in (0, 1]"
+            f" (got {precision!r})"
+        )
 
 
 def _validate_created_at(value: object) -> None:

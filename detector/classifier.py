@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from detector.bundle import KERAS_FILE, TFLITE_FILE, ModelMeta, read_meta
+from detector.decision import UncertainBand, model_label
 from detector.errors import ModelLoadError
 from detector.labels import Label
 
@@ -72,12 +73,17 @@ class Classifier:
         backend: str,
         logits_fn: LogitFn,
         threshold: float | None = None,
+        uncertain_band: Sequence[float] | None = None,
     ) -> None:
         self.bundle_dir = bundle_dir
         self.meta = meta
         self.backend = backend
         self._logits_fn = logits_fn
         self.threshold = meta.threshold if threshold is None else _check_threshold(threshold)
+        # None: the model's own band (if it has one); [] turns it off; [lo, hi] overrides it.
+        self.band = UncertainBand.of(
+            meta.uncertain_band if uncertain_band is None else uncertain_band
+        )
         # Interpreters and traced functions are not meant for concurrent calls.
         self._lock = threading.Lock()
 
@@ -99,6 +105,7 @@ class Classifier:
         backend: str = "auto",
         mixed_precision: str = "auto",
         threshold: float | None = None,
+        uncertain_band: Sequence[float] | None = None,
     ) -> Classifier:
         """Load and probe a bundle; raises ModelLoadError for anything unusable."""
         if backend not in BACKENDS:
@@ -107,6 +114,7 @@ class Classifier:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_MODES}")
         if threshold is not None:
             _check_threshold(threshold)
+        UncertainBand.of(uncertain_band)  # a bad override fails before the model loads
         bundle_dir = Path(bundle_dir)
         meta = _load_meta(bundle_dir)
         chosen, logits_fn = _load_backend(bundle_dir, meta, backend, mixed_precision)
@@ -116,6 +124,7 @@ class Classifier:
             backend=chosen,
             logits_fn=logits_fn,
             threshold=threshold,
+            uncertain_band=uncertain_band,
         )
         classifier.probe()
         logger.info(
@@ -145,8 +154,8 @@ class Classifier:
         return sigmoid(logits.reshape(-1), self.meta.temperature)
 
     def label_for(self, score: float) -> Label:
-        """AI when score >= threshold, else REAL."""
-        return Label.AI if score >= self.threshold else Label.REAL
+        """UNCERTAIN inside the band, else AI when score >= threshold, else REAL."""
+        return model_label(score, self.threshold, self.band)
 
     def probe(self) -> np.ndarray:
         """Run a small fixed batch; raises ModelLoadError on bad shape or non-finite scores."""

@@ -24,5 +24,21 @@ class DetectorConfig:
     max_pixels: int = 40_000_000
     # Overrides the model's own decision threshold when set (0..1).
     threshold: float | None = field(default=None, metadata={"max": 1.0})
+    # Scores with lo <= score < hi get the label "uncertain": None uses the model's own band
+    # (model.json; older models have none), () turns it off, (lo, hi) overrides it.
+    uncertain_band: tuple[float, ...] | None = None
+    # Read provenance metadata (C2PA, XMP, generator PNG chunks, EXIF); a finding declaring AI
+    # generation makes the label "ai" whatever the model says.
+    provenance: bool = True
     # Folder of model bundles produced by training and registered in the database.
     model_store: Path = Path("var/models")
+
+    def __post_init__(self) -> None:
+        band = self.uncertain_band
+        if band is not None and not (
+            len(band) == 0 or (len(band) == 2 and 0.0 <= band[0] <= band[1] <= 1.0)
+        ):
+            raise ValueError(
+                "[detector] uncertain_band must be [lo, hi] with 0 <= lo <= hi <= 1, [] for no"
+                f' band, or "" for the model\'s own, not {list(band)!r}'
+            )

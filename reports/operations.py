@@ -131,6 +131,8 @@ def _overview(d: OperationsData) -> Section:
         ("files screened", len(d.verdicts)),
         ("real", statuses["real"]),
         ("ai", statuses["ai"]),
+        ("uncertain (in the model's band, for review)", statuses["uncertain"]),
+        ("ai by provenance metadata", sum(v.decided_by == "provenance" for v in d.verdicts)),
         ("rejected", statuses["rejected"]),
         ("champion model", champ),
         ("last verdict", _ts(last)),
@@ -154,7 +156,7 @@ def _verdicts_over_time(d: OperationsData) -> Section:
         assert v.created_at is not None
         counts[v.created_at.strftime(fmt)][v.label or "rejected"] += 1
     buckets = sorted(counts)
-    series = {k: [counts[b][k] for b in buckets] for k in ("real", "ai", "rejected")}
+    series = {k: [counts[b][k] for b in buckets] for k in ("real", "ai", "uncertain", "rejected")}
     unit = "hour" if hourly else "day"
     chart = charts.bar_groups(
         buckets, series, title=f"Verdicts per {unit} (UTC)", ylabel="files", stacked=True
@@ -162,7 +164,7 @@ def _verdicts_over_time(d: OperationsData) -> Section:
     rows: tuple[tuple[Cell, ...], ...] = tuple(
         (b, *(series[k][i] for k in series)) for i, b in enumerate(buckets)
     )
-    table = Table((unit, "real", "ai", "rejected"), rows[-48:], f"Per {unit}, latest last")
+    table = Table((unit, *series), rows[-48:], f"Per {unit}, latest last")
     return Section("verdicts-over-time", title, (Chart(f"Verdicts per {unit}", chart), table))
 
 

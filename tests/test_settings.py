@@ -104,3 +104,26 @@ def test_every_shipped_key_has_a_comment() -> None:
         if "=" in line and not line.startswith("#"):
             above = lines[i - 1]
             assert above.startswith("#") or "=" in above, f"no comment above: {line}"
+
+
+@pytest.mark.parametrize(
+    ("value", "band"),
+    [('""', None), ("[]", ()), ("[0.4, 0.7]", (0.4, 0.7)), ("[0, 1]", (0.0, 1.0))],
+)
+def test_uncertain_band_setting(tmp_path: Path, value: str, band: object) -> None:
+    settings = load_settings(_write(tmp_path, f"[detector]\nuncertain_band = {value}\n"))
+    assert settings.detector.uncertain_band == band
+
+
+@pytest.mark.parametrize("value", ["[0.7, 0.4]", "[0.5]", "[0.1, 1.2]", "0.5", "['a', 'b']"])
+def test_a_bad_uncertain_band_names_the_key(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[detector\] uncertain_band"):
+        load_settings(_write(tmp_path, f"[detector]\nuncertain_band = {value}\n"))
+
+
+def test_sidecar_and_provenance_settings(tmp_path: Path) -> None:
+    defaults = load_settings(_write(tmp_path, ""))
+    assert defaults.watcher.sidecar is False and defaults.detector.provenance is True
+    text = "[watcher]\nsidecar = true\n[detector]\nprovenance = false\n"
+    settings = load_settings(_write(tmp_path, text))
+    assert settings.watcher.sidecar is True and settings.detector.provenance is False

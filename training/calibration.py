@@ -145,3 +145,48 @@ def calibration_summary(
         "ece_before": expected_calibration_error(sigmoid(logits), labels),
         "ece_after": expected_calibration_error(sigmoid(np.asarray(logits) / temperature), labels),
     }
+
+
+# Precision each confident label ("real" below the band, "ai" above it) must reach on the
+# validation split; scores between the two limits get the label "uncertain".
+UNCERTAIN_PRECISION = 0.95
+
+
+def uncertain_band(
+    val_scores: np.ndarray,
+    val_labels: np.ndarray,
+    threshold: float,
+    precision: float = UNCERTAIN_PRECISION,
+) -> tuple[float, float]:
+    """The narrowest band [lo, hi) around `threshold` outside which both labels reach `precision`.
+
+    `hi` is the lowest cut >= threshold at which the scores >= hi are ai with at least
+    `precision`; `lo` the highest cut <= threshold at which the scores < lo are real with at
+    least `precision`. Cuts lie halfway between neighbouring validation scores. A side that never
+    reaches the precision extends to 0 or 1; a model already that precise gets lo == hi (empty).
+    """
+    if not 0.0 < precision <= 1.0:
+        raise ValueError(f"precision must be in (0, 1], got {precision!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
+    p = np.asarray(val_scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(val_labels).reshape(-1) >= 0.5
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} scores but {y.size} labels")
+    values = np.unique(np.concatenate([p, [0.0, 1.0]]))
+    cuts = np.unique(np.concatenate([(values[:-1] + values[1:]) / 2.0, [threshold, 0.0, 1.0]]))
+    ordered, ai, real = np.sort(p), np.sort(p[y]), np.sort(p[~y])
+    # Scores >= cut: how many, how many of them ai; scores < cut: how many, how many real.
+    below = np.searchsorted(ordered, cuts, side="left")
+    above = p.size - below
+    ai_above = ai.size - np.searchsorted(ai, cuts, side="left")
+    real_below = np.searchsorted(real, cuts, side="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ai_ok = (above > 0) & (ai_above >= precision * above - 1e-9)
+        real_ok = (below > 0) & (real_below >= precision * below - 1e-9)
+    his = cuts[(cuts >= threshold) & ai_ok]
+    los = cuts[(cuts <= threshold) & real_ok]
+    hi = float(his.min()) if his.size else 1.0
+    lo = float(los.max()) if los.size else 0.0
+    logger.info("uncertain band [%.4f, %.4f) for precision %.3f", lo, hi, precision)
+    return lo, hi

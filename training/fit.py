@@ -298,6 +298,9 @@ def calibrate(model: keras.Model, val: pipeline.DecodedSet) -> tuple[float, floa
     threshold = calibration.choose_threshold(probs, val.labels)
     summary = calibration.calibration_summary(logits, val.labels, temperature)
     summary["threshold"] = threshold
+    precision = calibration.UNCERTAIN_PRECISION
+    band = calibration.uncertain_band(probs, val.labels, threshold, precision=precision)
+    summary.update(uncertain_band=list(band), uncertain_precision=precision)
     return temperature, threshold, summary
 
 
@@ -390,6 +393,8 @@ def train(
         input_size=settings.image_size,
         threshold=threshold,
         temperature=temperature,
+        uncertain_band=(calib["uncertain_band"][0], calib["uncertain_band"][1]),
+        uncertain_precision=calib["uncertain_precision"],
         data_fingerprint=fingerprint(splits.all()),
         metrics=metrics,
         training=info,

@@ -7,19 +7,23 @@ ago) is not run through the model again, and duplicates inside one batch run onc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy.exc import OperationalError
 
+from detector.decision import decide
 from detector.errors import ModelLoadError
 from detector.imageio import LoadLimits
 from storage import queries
 from storage.db import Database
+from storage.models import Prediction
 from watcher.decoding import decode_job
 from watcher.messages import Classified, Decoded, Outcome, Rejected, Screened, WriterTask
 from watcher.models_watch import ActiveModel, ModelSlot
@@ -63,8 +67,8 @@ class Batcher(Worker):
         self._limits = limits
         self._writer = writer
         self._retry_max_s = max(retry_max_s, RETRY_FIRST_S)
-        # sha256 -> (score, label) of the model in service, for content not yet stored.
-        self._recent: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # sha256 -> verdict of the model in service, for content not yet stored.
+        self._recent: OrderedDict[str, Call] = OrderedDict()
         self._recent_model = -1
         self.batches = 0
         self.files = 0
@@ -159,7 +163,7 @@ class Batcher(Worker):
             if image.sha256 not in known:
                 fresh.setdefault(image.sha256, image)
         scores, infer_ms, errors = self._predict(list(fresh.values()), active)
-        self._remember(scores, active)
+        self._remember(fresh, scores, active)
         outcomes: list[Outcome] = []
         for item in fitted:
             if isinstance(item, Rejected):
@@ -169,23 +173,20 @@ class Batcher(Worker):
                 outcomes.append(Rejected(item.job, "unreadable", reason, item.sha256))
             else:
                 reused = item.sha256 in known
-                if reused:
-                    score, label = known[item.sha256]
-                else:
-                    score = scores[item.sha256]
-                    label = str(active.classifier.label_for(score).value)
-                outcomes.append(self._classified(item, score, label, active, infer_ms, reused))
+                call = known[item.sha256] if reused else _call(item, scores[item.sha256], active)
+                outcomes.append(self._classified(item, call, active, infer_ms, reused))
         return outcomes
 
     def _fit(self, item: Decoded, size: int) -> Decoded | Rejected:
         """Decoded for an earlier model of another input size: decode again for this one."""
         if item.pixels.shape[:2] == (size, size):
             return item
-        return decode_job(item.job, size, self._limits)
+        again = decode_job(item.job, size, self._limits, provenance=False)
+        if isinstance(again, Decoded):  # same bytes, same metadata: keep what was read
+            return dataclasses.replace(again, findings=item.findings)
+        return again
 
-    def _known_scores(
-        self, items: list[Decoded], model_version_id: int
-    ) -> dict[str, tuple[float, str]]:
+    def _known_scores(self, items: list[Decoded], model_version_id: int) -> dict[str, Call]:
         if model_version_id != self._recent_model:
             self._recent.clear()
             self._recent_model = model_version_id
@@ -194,12 +195,14 @@ class Batcher(Worker):
         if missing:
             with self._db.session() as s:
                 stored = queries.predictions_for(s, missing, model_version_id)
-                known.update({sha: (p.score, p.label) for sha, p in stored.items()})
+                known.update({sha: _stored_call(p) for sha, p in stored.items()})
         return known
 
-    def _remember(self, scores: dict[str, float], active: ActiveModel) -> None:
+    def _remember(
+        self, items: dict[str, Decoded], scores: dict[str, float], active: ActiveModel
+    ) -> None:
         for sha256, score in scores.items():
-            self._recent[sha256] = (score, str(active.classifier.label_for(score).value))
+            self._recent[sha256] = _call(items[sha256], score, active)
         while len(self._recent) > RECENT_SCORES:
             self._recent.popitem(last=False)
 
@@ -245,8 +248,7 @@ class Batcher(Worker):
     @staticmethod
     def _classified(
         item: Decoded,
-        score: float,
-        label: str,
+        call: Call,
         active: ActiveModel,
         infer_ms: float,
         reused: bool,
@@ -254,8 +256,8 @@ class Batcher(Worker):
         return Classified(
             job=item.job,
             sha256=item.sha256,
-            score=score,
-            label=label,
+            score=call.score,
+            label=call.label,
             model_version_id=active.model_version_id,
             model_version=active.classifier.version,
             width=item.width,
@@ -264,4 +266,29 @@ class Batcher(Worker):
             decode_ms=item.decode_ms,
             infer_ms=0.0 if reused else infer_ms,
             reused=reused,
+            decided_by=call.decided_by,
+            model_label=call.model_label,
+            findings=item.findings,
         )
+
+
+class Call(NamedTuple):
+    """What was decided for one content hash by the model in service."""
+
+    score: float
+    label: str  # the verdict: real, ai or uncertain
+    decided_by: str  # model or provenance
+    model_label: str  # the model's own real/ai at its threshold
+
+
+def _call(item: Decoded, score: float, active: ActiveModel) -> Call:
+    """Provenance declaring AI wins, else the model's label with its uncertain band."""
+    classifier = active.classifier
+    decision = decide(score, classifier.threshold, classifier.band, item.findings or ())
+    model_label = "ai" if score >= classifier.threshold else "real"
+    return Call(score, str(decision.label), str(decision.decided_by), model_label)
+
+
+def _stored_call(p: Prediction) -> Call:
+    """A stored prediction's verdict (rows from before revision 0003 have none: the label)."""
+    return Call(p.score, p.verdict or p.label, p.decided_by or "model", p.label)

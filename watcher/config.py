@@ -26,10 +26,12 @@ class WatcherConfig:
 
     # Folders watched recursively for new images.
     inbox: tuple[Path, ...] = (Path("inbox"),)
-    # Screened files are sorted into <output>/real, <output>/ai and <output>/rejected.
+    # Screened files are sorted into <output>/real, ai, uncertain and rejected.
     output: Path = Path("output")
     # "move" sorts files into output; "keep" leaves them where they are.
     on_verdict: str = field(default="move", metadata={"choices": ("move", "keep")})
+    # Write NAME.verdict.json (label, score, faces, evidence, model, time) beside each sorted file.
+    sidecar: bool = False
     # "auto" uses native events, or polling on network filesystems (NFS, SMB/CIFS, FUSE).
     observer: str = field(default="auto", metadata={"choices": ("auto", "native", "polling")})
     # Polling observer interval.

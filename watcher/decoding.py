@@ -15,6 +15,7 @@ from pathlib import Path
 
 from detector.errors import ImageRejected
 from detector.imageio import LoadLimits, decode, read_file, sha256_bytes
+from detector.provenance import read_provenance
 from watcher.messages import VANISHED, Decoded, Job, Outcome, Rejected, Screened, WriterTask
 from watcher.models_watch import ModelSlot
 from watcher.threads import WAKE_S, Worker, put_until, put_while_alive
@@ -37,8 +38,13 @@ def _not_regular(mode: int) -> str | None:
     return "a device or special file, not a regular file"
 
 
-def decode_job(job: Job, size: int, limits: LoadLimits) -> Decoded | Rejected:
-    """Read and decode one claimed file for a model of input `size`; never raises for bad input."""
+def decode_job(
+    job: Job, size: int, limits: LoadLimits, *, provenance: bool = True
+) -> Decoded | Rejected:
+    """Read and decode one claimed file for a model of input `size`; never raises for bad input.
+
+    `provenance`: also read the metadata of the same bytes (bounded; never rejects a file).
+    """
     start = time.perf_counter()
     path = Path(job.path)
     try:
@@ -62,6 +68,7 @@ def decode_job(job: Job, size: int, limits: LoadLimits) -> Decoded | Rejected:
         image = decode(data, size, limits)
     except ImageRejected as exc:
         return Rejected(job, exc.code, exc.reason, sha256)
+    findings = read_provenance(data) if provenance else None
     elapsed_ms = (time.perf_counter() - start) * 1000.0
     return Decoded(
         job,
@@ -71,6 +78,7 @@ def decode_job(job: Job, size: int, limits: LoadLimits) -> Decoded | Rejected:
         image.source_height,
         image.format,
         elapsed_ms,
+        findings,
     )
 
 
@@ -93,6 +101,8 @@ class DecodeWorker(Worker):
         slot: ModelSlot,
         limits: LoadLimits,
         writer: threading.Thread,
+        *,
+        provenance: bool = True,
     ) -> None:
         super().__init__(name)
         self._jobs = jobs
@@ -101,6 +111,7 @@ class DecodeWorker(Worker):
         self._slot = slot
         self._limits = limits
         self._writer = writer
+        self._provenance = provenance
 
     def on_stop(self) -> None:
         """Wake a worker waiting for a job (None means "look at your stop flag")."""
@@ -124,7 +135,7 @@ class DecodeWorker(Worker):
 
     def _decode(self, job: Job) -> Decoded | Rejected:
         try:
-            return decode_job(job, self._slot.input_size, self._limits)
+            return decode_job(job, self._slot.input_size, self._limits, provenance=self._provenance)
         except Exception as exc:  # a bug or an exotic OS error: reject this file, keep going
             logger.exception("decoding %s failed", job.path)
             return Rejected(job, "unreadable", f"internal error while decoding: {exc}")

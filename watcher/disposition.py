@@ -1,4 +1,4 @@
-"""Sorting screened files into <output>/real, <output>/ai and <output>/rejected.
+"""Sorting screened files into <output>/real, ai, uncertain and rejected.
 
 Never overwrites and never deletes content: the file is hard-linked under a free name
 (link() fails with EEXIST instead of replacing, so there is no check-then-rename race) and only
@@ -18,6 +18,8 @@ import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from detector.labels import Label
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ class MoveFailed(Exception):
         self.retry = retry
 
 
+SORTED_LABELS = frozenset(label.value for label in Label)
+
+
 def folder_for(output: Path, status: str, label: str | None) -> Path:
-    """<output>/real, <output>/ai or <output>/rejected."""
-    if status == "classified" and label in ("real", "ai"):
+    """<output>/real, <output>/ai, <output>/uncertain or <output>/rejected."""
+    if status == "classified" and label in SORTED_LABELS:
         return output / label
     return output / REJECTED_DIR
 
@@ -55,7 +60,7 @@ def candidate_names(folder: Path, name: str) -> Iterator[Path]:
         stem, dot, ext = name, "", ""
     for n in range(1, MAX_SUFFIX):
         suffix = f" ({n}){dot}{ext}"
-        yield folder / (_fit_name(stem, suffix) + suffix)
+        yield folder / (fit_name(stem, suffix) + suffix)
 
 
 # Most filesystems cap a name at 255 bytes; a suffixed copy of a long name must stay under it,
@@ -63,7 +68,7 @@ def candidate_names(folder: Path, name: str) -> Iterator[Path]:
 NAME_MAX_BYTES = 255
 
 
-def _fit_name(stem: str, suffix: str) -> str:
+def fit_name(stem: str, suffix: str) -> str:
     """`stem` shortened (whole characters) so that stem + suffix fits in NAME_MAX_BYTES."""
     budget = NAME_MAX_BYTES - len(os.fsencode(suffix))
     encoded = os.fsencode(stem)

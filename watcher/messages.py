@@ -8,6 +8,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from detector.provenance import Finding
+
 ORIGIN_INBOX = "inbox"
 ORIGIN_SCAN = "scan"
 
@@ -45,6 +47,9 @@ class Decoded:
     height: int
     format: str
     decode_ms: float
+    # What the file's provenance metadata says (read from the same bytes while decoding;
+    # None: not read, [detector] provenance = false).
+    findings: tuple[Finding, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,11 @@ class Classified:
     decode_ms: float
     infer_ms: float
     reused: bool
+    # "model", or "provenance" when the metadata declared AI generation (label "ai").
+    decided_by: str = "model"
+    # The model's own call at its threshold (real/ai), whatever the verdict `label` became.
+    model_label: str = ""
+    findings: tuple[Finding, ...] | None = None
 
 
 # Rejection code of an arrival that was gone (or had changed) when its turn came. If the same
@@ -133,6 +143,9 @@ class Verdict:
     model_version: str | None
     reason: str | None
     created_at: str | None
+    # "model" or "provenance", and one readable line of the provenance findings.
+    decided_by: str | None = None
+    evidence: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The fields `scan --json` prints, in the documented order."""
@@ -145,4 +158,6 @@ class Verdict:
             "model_version": self.model_version,
             "reason": self.reason,
             "created_at": self.created_at,
+            "decided_by": self.decided_by,
+            "evidence": self.evidence,
         }

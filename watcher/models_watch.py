@@ -110,6 +110,7 @@ def load_classifier(bundle_dir: Path, cfg: DetectorConfig) -> Classifier:
             backend=cfg.backend,
             mixed_precision=cfg.mixed_precision,
             threshold=cfg.threshold,
+            uncertain_band=cfg.uncertain_band,
         )
         # Our own probe on top of the detector's: a full-size batch of plausible images.
         size = classifier.input_size

@@ -74,12 +74,20 @@ class Pipeline:
             retry_max_s=w.retry_max_s,
             incomplete_hold_s=w.incomplete_hold_s,
             poll_s=min(1.0, max(w.poll_interval_s, 0.05)),
+            sidecar=w.sidecar,
         )
         self.writer = DbWriter(db, options, self.tasks, self.jobs, on_final)
         limits = LoadLimits(max_bytes=d.max_file_bytes, max_pixels=d.max_pixels)
         self.decoders = [
             DecodeWorker(
-                f"decoder-{n}", self.jobs, self.decoded, self.tasks, self.slot, limits, self.writer
+                f"decoder-{n}",
+                self.jobs,
+                self.decoded,
+                self.tasks,
+                self.slot,
+                limits,
+                self.writer,
+                provenance=d.provenance,
             )
             for n in range(max(w.decode_workers, 1))
         ]

@@ -116,7 +116,10 @@ def _build(cls: type[Any], table: str, values: dict[str, Any], base_dir: Path) -
             )
         _check_range(value, key, f.metadata.get("min", 0), f.metadata.get("max"))
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a config dataclass's own check (its message names the key)
+        raise ConfigError(str(exc)) from exc
 
 
 def _check_range(value: Any, key: str, low: float, high: float | None) -> None:

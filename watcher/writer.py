@@ -22,9 +22,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from detector.provenance import Finding, summarize
 from storage import queries
 from storage.db import Database
-from storage.models import FINAL_FILE_STATES, FileRow, FileState, ModelVersion, Prediction, utcnow
+from storage.models import (
+    FINAL_FILE_STATES,
+    FileRow,
+    FileState,
+    Image,
+    ModelVersion,
+    Prediction,
+    utcnow,
+)
+from watcher import sidecar
 from watcher.disposition import MoveFailed, backoff_s, folder_for, move_file
 from watcher.messages import (
     ORIGIN_INBOX,
@@ -102,6 +112,16 @@ class WriterOptions:
     incomplete_hold_s: float = 0.0
     # How often to look for work other processes left (pending rows, stale claims).
     poll_s: float = 1.0
+    # Write NAME.verdict.json beside each file sorted into output.
+    sidecar: bool = False
+
+
+def image_evidence(findings: Sequence[Finding] | None) -> queries.ImageEvidence | None:
+    """Provenance findings as storage records (None: the metadata was not read)."""
+    if findings is None:
+        return None
+    items = tuple(queries.EvidenceItem(f.kind, f.strength, f.says) for f in findings)
+    return queries.ImageEvidence(items, summarize(findings))
 
 
 def iso(value: datetime | None) -> str | None:
@@ -113,12 +133,17 @@ def verdict_of(s: Session, row: FileRow) -> Verdict:
     """The user-facing verdict of a file row in a final state."""
     label = version = None
     score: float | None = None
+    decided_by = evidence = None
     if row.prediction_id is not None:
         prediction = s.get(Prediction, row.prediction_id)
         if prediction is not None:
             label, score = prediction.label, prediction.score
             model = s.get(ModelVersion, prediction.model_version_id)
             version = model.version if model is not None else None
+            # The verdict (uncertain, or ai from provenance); rows before 0003: the label.
+            label, decided_by = prediction.verdict or label, prediction.decided_by or "model"
+            image = s.get(Image, prediction.image_id)
+            evidence = image.evidence if image is not None else None
     return Verdict(
         file_id=row.id,
         path=row.path,
@@ -129,6 +154,8 @@ def verdict_of(s: Session, row: FileRow) -> Verdict:
         model_version=version,
         reason=row.reason,
         created_at=iso(row.screened_at),
+        decided_by=decided_by,
+        evidence=evidence,
     )
 
 
@@ -145,6 +172,8 @@ def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
             outcome.model_version,
             row.reason,
             iso(row.screened_at),
+            decided_by=outcome.decided_by,
+            evidence=None if outcome.findings is None else summarize(outcome.findings),
         )
     return Verdict(
         row.id, row.path, row.sha256, "rejected", None, None, None, outcome.reason,
@@ -463,10 +492,13 @@ class DbWriter(Worker):
             format=outcome.format,
             model_version_id=outcome.model_version_id,
             score=outcome.score,
-            label=outcome.label,
+            label=outcome.model_label or outcome.label,
             decode_ms=outcome.decode_ms,
             infer_ms=outcome.infer_ms,
             disposition=self._initial_disposition(outcome),
+            verdict=outcome.label,
+            decided_by=outcome.decided_by,
+            evidence=image_evidence(outcome.findings),
         )
 
     def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:
@@ -575,6 +607,29 @@ class DbWriter(Worker):
         """Move each file (verdict already committed), then record where they went at once."""
         records = [self._move_one(row, status, label) for row, status, label in items]
         self._db.retrying(lambda s: queries.record_dispositions(s, records))
+        if self._opt.sidecar:
+            self._write_sidecars([r for r in records if r.disposition == "moved" and r.dest_path])
+
+    def _write_sidecars(self, moved: list[queries.DispositionUpdate]) -> None:
+        """NAME.verdict.json beside each file just sorted; a failure is logged, never fatal."""
+        if not moved:
+            return
+        try:
+            with self._db.session() as s:
+                rows = queries.verdicts_of(s, [r.file_id for r in moved])
+                evidence = queries.evidence_for(s, [r.sha256 for r in rows.values() if r.sha256])
+        except Exception:  # the files are sorted and recorded; only their verdict files are lost
+            logger.exception("reading verdicts for %d verdict files failed", len(moved))
+            return
+        for record in moved:
+            row = rows.get(record.file_id)
+            if row is None or record.dest_path is None:
+                continue
+            content = sidecar.payload(row, evidence.get(row.sha256 or ""))
+            try:
+                sidecar.write_sidecar(Path(record.dest_path), content)
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot write the verdict file of %s: %s", record.dest_path, exc)
 
     def _move_one(
         self, row: StoredFile, status: str, label: str | None

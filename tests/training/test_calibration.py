@@ -86,3 +86,59 @@ def test_threshold_sweep_rows() -> None:
     middle = next(r for r in rows if abs(r["threshold"] - 0.5) < 1e-9)
     assert middle["accuracy"] == 1.0 and middle["tpr"] == 1.0 and middle["fpr"] == 0.0
     assert rows[0]["tpr"] == 1.0 and rows[0]["fpr"] == 1.0
+
+
+def _overlapping(n: int = 4000, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 2).astype(np.float64)
+    scores = cal.sigmoid(rng.normal(np.where(labels == 1, 1.5, -1.5), 1.3))
+    return scores, labels
+
+
+@pytest.mark.parametrize("precision", [0.9, 0.95, 0.99])
+def test_uncertain_band_gives_both_confident_labels_the_precision(precision: float) -> None:
+    scores, labels = _overlapping()
+    lo, hi = cal.uncertain_band(scores, labels, 0.5, precision=precision)
+    assert lo <= 0.5 <= hi
+    ai, real = scores >= hi, scores < lo
+    assert labels[ai].mean() >= precision
+    assert (1 - labels[real]).mean() >= precision
+    # Narrowest: a cut one score further in on either side misses the precision.
+    inner_hi = scores[(scores < hi) & (scores >= 0.5)]
+    if inner_hi.size:
+        assert labels[scores >= inner_hi.max()].mean() < precision
+
+
+def test_uncertain_band_grows_with_the_precision_asked_for() -> None:
+    scores, labels = _overlapping()
+    widths = [np.subtract(*cal.uncertain_band(scores, labels, 0.5, p)[::-1]) for p in (0.9, 0.99)]
+    assert widths[0] < widths[1]
+
+
+def test_uncertain_band_holds_most_mistakes_on_fresh_data() -> None:
+    lo, hi = cal.uncertain_band(*_overlapping(seed=3), 0.5, precision=0.95)
+    scores, labels = _overlapping(seed=4)
+    wrong = (scores >= 0.5) != (labels == 1)
+    inside = (scores >= lo) & (scores < hi)
+    assert inside[wrong].mean() > 0.6
+
+
+def test_uncertain_band_of_a_separable_model_is_empty() -> None:
+    scores = np.array([0.05, 0.1, 0.2, 0.8, 0.9, 0.95])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    lo, hi = cal.uncertain_band(scores, labels, 0.5)
+    assert lo == hi == 0.5
+
+
+def test_uncertain_band_side_without_enough_precision_reaches_the_end() -> None:
+    scores = np.array([0.1, 0.6, 0.7, 0.9])
+    labels = np.array([0, 0, 0, 0])  # no ai at all: no cut makes "ai" precise
+    lo, hi = cal.uncertain_band(scores, labels, 0.5)
+    assert hi == 1.0 and lo == 0.5
+
+
+def test_uncertain_band_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        cal.uncertain_band(np.array([0.5]), np.array([1]), 0.5, precision=0.0)
+    with pytest.raises(ValueError, match="labels"):
+        cal.uncertain_band(np.array([0.5, 0.6]), np.array([1]), 0.5)

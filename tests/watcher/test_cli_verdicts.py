@@ -90,9 +90,11 @@ def test_table_lists_final_verdicts_aligned(
         "STATUS",
         "LABEL",
         "SCORE",
+        "DECIDED_BY",
         "MODEL_VERSION",
         "PATH",
         "REASON",
+        "EVIDENCE",
     ]
     assert len(lines) == 4  # header + 3 final files; the pending one is not a verdict
     assert "/inbox/new.jpg" not in "\n".join(lines)

@@ -28,6 +28,8 @@ JSON_FIELDS = [
     "model_version",
     "reason",
     "created_at",
+    "decided_by",
+    "evidence",
 ]
 
 

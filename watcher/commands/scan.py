@@ -46,8 +46,11 @@ def format_line(verdict: Verdict) -> str:
     """The human-readable line for one verdict."""
     if verdict.status == "classified":
         score = f"{verdict.score:.3f}" if verdict.score is not None else "-"
-        return f"{verdict.label or '?':<8}  {score:>5}  {verdict.path}"
-    return f"{'rejected':<8}  {'-':>5}  {verdict.path}  ({verdict.reason})"
+        line = f"{verdict.label or '?':<9}  {score:>5}  {verdict.path}"
+        if verdict.decided_by == "provenance":
+            return f"{line}  (decided by provenance: {verdict.evidence})"
+        return f"{line}  ({verdict.evidence})" if verdict.evidence else line
+    return f"{'rejected':<9}  {'-':>5}  {verdict.path}  ({verdict.reason})"
 
 
 class Printer:

@@ -20,7 +20,18 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 # The table shows what a person scans for; csv and json carry every view column.
-TABLE_COLUMNS = ("id", "created_at", "status", "label", "score", "model_version", "path", "reason")
+TABLE_COLUMNS = (
+    "id",
+    "created_at",
+    "status",
+    "label",
+    "score",
+    "decided_by",
+    "model_version",
+    "path",
+    "reason",
+    "evidence",
+)
 
 
 def parse_since(value: str) -> datetime:
@@ -53,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="list stored verdicts",
         description="List screened files, newest first (the `verdicts` database view).",
     )
-    parser.add_argument("--label", choices=("ai", "real"), help="only this label")
+    parser.add_argument("--label", choices=("ai", "real", "uncertain"), help="only this label")
     parser.add_argument(
         "--status", choices=("classified", "rejected"), help="only classified or rejected files"
     )
