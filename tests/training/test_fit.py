@@ -48,6 +48,10 @@ def test_short_training_run_writes_a_complete_bundle(
     meta = read_meta(bundle)
     assert meta.arch == "tiny" and meta.input_size == 32
     assert meta.temperature > 0 and 0.0 <= meta.threshold <= 1.0
+    # The uncertain band is chosen on the validation split around the threshold.
+    assert meta.uncertain_band is not None and meta.uncertain_precision == 0.97
+    assert meta.uncertain_band[0] <= meta.threshold <= meta.uncertain_band[1]
+    assert meta.training["calibration"]["uncertain_band"] == list(meta.uncertain_band)
     assert len(meta.data_fingerprint) == 64
     assert meta.training["command"] == "pytest"
     assert meta.training["config"]["epochs"] == 3
