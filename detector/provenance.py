@@ -526,13 +526,16 @@ def _manifest_finding(store: Any, state: str) -> Finding:
     signature = {"Trusted": "valid, trusted signer", "Valid": "valid signature"}.get(
         state, f"signature does not validate ({state})"
     )
-    codes = [code for m in manifests.values() for code in _source_types(m)]
-    ai = next((c for c in codes if c in AI_SOURCE_TYPES), None)
-    code = ai or next(iter(codes), None)
+    # Any manifest in the store counts: an AI picture edited later keeps its origin in the
+    # ingredient's manifest, not in the active one.
+    actions = [pair for m in manifests.values() for pair in _source_types(m)]
+    ai = next((a for a in actions if a[1] in AI_SOURCE_TYPES), None)
+    chosen = ai or next(iter(actions), None)
     says = f"manifest by {_claim_generator(active)}, {signature}"
-    if code is None:
+    if chosen is None:
         return Finding(Kind.C2PA, says, Strength.INFO)
-    finding = _source_type_finding(Kind.C2PA, code, f"{says}, source type")
+    action, code = chosen
+    finding = _source_type_finding(Kind.C2PA, code, f"{says}, {action} with source type")
     if not valid and finding.strength is Strength.DECLARES_AI:
         return Finding(Kind.C2PA, finding.says, Strength.HINT)  # a broken claim decides nothing
     return finding
@@ -551,8 +554,8 @@ def _claim_generator(manifest: Any) -> str:
     return str(generator)[:60] if generator else "an unknown generator"
 
 
-def _source_types(manifest: Any) -> Iterator[str]:
-    """The IPTC codes of the digital source types in a manifest's actions."""
+def _source_types(manifest: Any) -> Iterator[tuple[str, str]]:
+    """(action, IPTC code of its digital source type) for a manifest's actions that name one."""
     assertions = manifest.get("assertions") if isinstance(manifest, dict) else None
     for assertion in assertions if isinstance(assertions, list) else []:
         if not isinstance(assertion, dict) or not str(assertion.get("label", "")).startswith(
@@ -562,6 +565,9 @@ def _source_types(manifest: Any) -> Iterator[str]:
         data = assertion.get("data")
         actions = data.get("actions") if isinstance(data, dict) else None
         for action in actions if isinstance(actions, list) else []:
-            source = action.get("digitalSourceType") if isinstance(action, dict) else None
+            if not isinstance(action, dict):
+                continue
+            source, name = action.get("digitalSourceType"), action.get("action")
             if isinstance(source, str) and source:
-                yield source.rstrip("/").rsplit("/", 1)[-1]
+                name = name.removeprefix("c2pa.") if isinstance(name, str) else "action"
+                yield name[:40], source.rstrip("/").rsplit("/", 1)[-1]

@@ -44,7 +44,7 @@ def test_signed_c2pa_manifest_declaring_ai(mime: str) -> None:
     assert c2pa.strength is Strength.DECLARES_AI
     assert "ImageMaker 1.0" in c2pa.says
     assert "valid signature" in c2pa.says
-    assert "trainedAlgorithmicMedia" in c2pa.says
+    assert "created with source type trainedAlgorithmicMedia" in c2pa.says
     assert declaring_ai(findings) == c2pa
     assert "[declares AI]" in summarize(findings)
 
