@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from reports import charts
 from reports.page import Cell, Chart, Note, Page, Section, Stamp, Table, nodata_section
 from reports.stats import drift, percentiles
+from reports.workers import worker_figures
 from storage import queries
 from storage.queries import VerdictRow
 
@@ -65,6 +66,7 @@ class OperationsData:
     models: tuple[ModelRow, ...]
     runs: tuple[RunRow, ...]
     labels: tuple[tuple[str, str, str | None], ...]  # sha256, human label, latest path
+    screenings: tuple[tuple[str, datetime], ...] = ()  # worker id, screened_at
 
 
 def collect(s: Session, *, now: datetime, days: int) -> OperationsData:
@@ -91,6 +93,7 @@ def collect(s: Session, *, now: datetime, days: int) -> OperationsData:
         models=models,
         runs=runs,
         labels=tuple(queries.human_labels(s)),
+        screenings=tuple(queries.screenings_by_worker(s, since)),
     )
 
 
@@ -102,6 +105,7 @@ def build_operations_page(
         _overview(data),
         _verdicts_over_time(data),
         _throughput(data),
+        _daemons(data),
         _rejections(data),
         _recent(data),
         _score_drift(data, reference_scores),
@@ -215,6 +219,23 @@ def _throughput(d: OperationsData) -> Section:
             Chart("Latency from discovery to verdict", chart),
         ),
     )
+
+
+def _daemons(d: OperationsData) -> Section:
+    title = "Per daemon"
+    figures = worker_figures(d.screenings)
+    if not figures:
+        return nodata_section("daemons", title, "no screened file records its worker yet.")
+    rows: tuple[tuple[Cell, ...], ...] = tuple(
+        (f.worker, f.files, _ts(f.first_at), _ts(f.last_at), round(f.busy_s, 1), f.images_per_s)
+        for f in figures
+    )
+    cols = ("worker", "files", "first (UTC)", "last (UTC)", "busy (s)", "images/s")
+    note = Note(
+        "Each file counts for the daemon ([watcher] worker_id) that held its claim when it was "
+        "screened; busy time leaves out pauses over 10 s between its batches."
+    )
+    return Section("daemons", title, (note, Table(cols, rows)))
 
 
 def _rejections(d: OperationsData) -> Section:

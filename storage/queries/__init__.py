@@ -54,6 +54,7 @@ from storage.queries.runs import (
     start_training_run,
 )
 from storage.queries.verdicts import VERDICT_COLUMNS, VerdictRow, list_verdicts, verdicts_of
+from storage.queries.workers import screenings_by_worker
 
 __all__ = [
     "VERDICT_COLUMNS",
@@ -95,6 +96,7 @@ __all__ = [
     "release_claims",
     "requeue_rejected",
     "rollback_champion",
+    "screenings_by_worker",
     "set_label",
     "set_model_status",
     "start_training_run",

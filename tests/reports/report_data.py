@@ -209,6 +209,7 @@ def _classified(s: Session, path: str, model_id: int, label: str, score: float, 
     assert file_row is not None
     file_row.screened_at = when
     file_row.discovered_at = when - timedelta(seconds=1 + len(path) % 5)
+    file_row.claimed_by = "host-a:serve" if sha < "8" else "host-b:serve"  # two daemons
     return sha
 
 

@@ -16,6 +16,7 @@ OPS_SECTIONS = (
     "overview",
     "verdicts-over-time",
     "throughput",
+    "daemons",
     "rejections",
     "recent",
     "score-drift",
@@ -56,6 +57,8 @@ def test_operations_report_shows_service_history(empty_db: Database) -> None:
     agreement = section(html, "agreement")
     assert "1 of 2 labelled images agree (50.0%)" in agreement
     assert "/inbox/photo_04.jpg" in agreement  # the disagreement is listed
+    daemons = section(html, "daemons")
+    assert "host-a:serve" in daemons and "host-b:serve" in daemons
     drift = section(html, "score-drift")
     assert "PSI" in drift and "KS statistic" in drift
     latency = section(html, "throughput")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -190,3 +191,22 @@ def subprocess_env() -> dict[str, str]:
 def watcher_command(config: Path, *args: str) -> list[str]:
     """argv of the CLI run as a child process."""
     return [sys.executable, "-m", "watcher", "--config", str(config), *args]
+
+
+@contextmanager
+def serve_process(config: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`serve` as a child process (output appended to `log`); killed on exit if still running."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            watcher_command(config, "serve", *args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+            cwd=config.parent,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(60)

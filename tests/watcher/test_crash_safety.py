@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import BRIGHT, DARK, ImageFactory
 from watcher.settings import load_settings
 
-from .conftest import Deployment, running_daemon, subprocess_env, wait_until, watcher_command
+from .conftest import Deployment, running_daemon, serve_process, wait_until
 
 
 def _backlog(dep: Deployment, image_factory: ImageFactory, n: int) -> list[str]:
@@ -33,21 +33,8 @@ def _backlog(dep: Deployment, image_factory: ImageFactory, n: int) -> list[str]:
 
 @contextmanager
 def _serve(dep: Deployment, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (dep.root / "serve.log").open("ab")
-    proc = subprocess.Popen(
-        watcher_command(dep.config, "serve", *args),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(),
-        cwd=dep.root,
-    )
-    try:
+    with serve_process(dep.config, dep.root / "serve.log", *args) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(60)
-        log.close()
 
 
 def _states(dep: Deployment) -> Counter[str]:
