@@ -33,7 +33,8 @@ def test_every_command_is_registered() -> None:
 
 
 def _minimal_args(name: str) -> list[str]:
-    return {"scan": ["x.jpg"], "label": ["x.jpg", "ai"]}.get(name, [])
+    minimal = {"scan": ["x.jpg"], "label": ["x.jpg", "ai"], "db": ["copy", "--to", "sqlite://"]}
+    return minimal.get(name, [])
 
 
 @pytest.mark.parametrize("command", ["scan", "serve", "verdicts", "models", "label"])

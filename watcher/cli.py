@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "schedule": "watcher.commands.schedule",
     "retrain": "watcher.commands.schedule",
     "label": "watcher.commands.label",
+    "db": "watcher.commands.db",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
