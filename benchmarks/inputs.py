@@ -74,6 +74,21 @@ def encode_variant(image: Image.Image, side: int) -> bytes:
     return out.getvalue()
 
 
+def photo_variant(images: Sequence[Image.Image], first: int, size: tuple[int, int]) -> bytes:
+    """A group photo of `size` px: three faces (about 400 px each) over an enlarged fourth one
+    as the scene, like a camera picture of several people rather than a face crop."""
+    n = len(images)
+    scene = images[first % n].resize(size, Image.Resampling.BICUBIC)
+    side = size[1] * 4 // 15
+    for k in range(3):
+        face = images[(first + 1 + k) % n].resize((side, side), Image.Resampling.BICUBIC)
+        left = size[0] * (1 + 3 * k) // 10
+        scene.paste(face, (left, size[1] // 3))
+    out = io.BytesIO()
+    scene.save(out, "JPEG", quality=JPEG_QUALITY)
+    return out.getvalue()
+
+
 def with_comment(jpeg: bytes, text: str) -> bytes:
     """The same JPEG with a COM segment carrying `text` (after SOI and the JFIF APP0)."""
     if jpeg[:2] != b"\xff\xd8":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import models, report, service
-from benchmarks.inputs import encode_variant, source_images, write_copies
+from benchmarks.inputs import encode_variant, photo_variant, source_images, write_copies
 from benchmarks.machine import describe_machine, load_average, machine_line
 from benchmarks.procs import REPO
 from detector.bundle import TFLITE_FILE
@@ -68,6 +68,8 @@ class Context:
     params: Params
     v256: list[bytes]
     v1024: list[bytes]
+    # Group photos, 2048 x 1536 px, three faces each: the "1024-2048 px photos" case.
+    v2048: list[bytes]
 
 
 def _serve_timeout(count: int) -> float:
@@ -80,7 +82,7 @@ def _end_to_end(ctx: Context) -> dict[str, Any]:
     return {
         str(size): service.screen_inbox(ctx.tmp, f"e2e-{size}", v, n, bundle,
                                         timeout_s=_serve_timeout(n), fixed_cpu=fixed)
-        for size, v in ((256, ctx.v256), (1024, ctx.v1024))
+        for size, v in ((256, ctx.v256), (1024, ctx.v1024), (2048, ctx.v2048))
     }  # fmt: skip
 
 
@@ -127,7 +129,8 @@ def prepare(tmp: Path, args: argparse.Namespace, params: Params) -> tuple[Contex
     info = models.resolve_model(args.model, tmp)
     images, origin = source_images(params.sources)
     ctx = Context(tmp, info, params, [encode_variant(i, 256) for i in images],
-                  [encode_variant(i, 1024) for i in images])  # fmt: skip
+                  [encode_variant(i, 1024) for i in images],
+                  [photo_variant(images, k, (2048, 1536)) for k in range(len(images))])  # fmt: skip
     header = {
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *args.argv]),
@@ -138,7 +141,7 @@ def prepare(tmp: Path, args: argparse.Namespace, params: Params) -> tuple[Contex
         "inputs": {
             "images": origin,
             "distinct_images": len(images),
-            "sizes_px": [256, 1024],
+            "sizes_px": [256, 1024, 2048],
             "jpeg_quality": 90,
             "uniqueness": UNIQUENESS,
         },

@@ -54,6 +54,10 @@ class ModelMeta:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # Face view settings (detector.faces.FaceOptions.to_dict); {} = whole-picture model only.
+    faces: dict[str, Any] = field(default_factory=dict)
+    # How whole and face scores make the picture's (detector.scoring); {} = whole view only.
+    combine: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=utc_now_iso)
     format_version: int = FORMAT_VERSION
 
@@ -119,7 +123,7 @@ def _validate(meta: ModelMeta) -> None:
     _validate_band(meta)
     if not isinstance(meta.data_fingerprint, str):
         raise bad("data_fingerprint", "must be a string")
-    for name in ("metrics", "training"):
+    for name in ("metrics", "training", "faces", "combine"):
         if not isinstance(getattr(meta, name), dict):
             raise bad(name, "must be a JSON object")
     _validate_created_at(meta.created_at)
@@ -258,11 +262,14 @@ def _try_export_tflite(model: keras.Model, size: int, bundle_dir: Path) -> None:
     (bundle_dir / TFLITE_FILE).write_bytes(tflite)
 
 
-def export_tflite_bytes(model: keras.Model, size: int, *, quantize: bool = False) -> bytes:
+def export_tflite_bytes(
+    model: keras.Model, size: int, *, quantize: bool = False, float16: bool = False
+) -> bytes:
     """Convert via SavedModel (from_concrete_functions yields a NaN model with Keras 3).
 
     `quantize`: dynamic-range quantization (int8 weights, float activations): about 4x smaller
     and, on CPU, about twice as fast; its accuracy must be checked by the caller.
+    `float16`: weights stored as float16 (half the size), computed in float32 as before.
     """
     import keras
     import tensorflow as tf
@@ -278,8 +285,10 @@ def export_tflite_bytes(model: keras.Model, size: int, *, quantize: bool = False
         archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
         archive.write_out(str(saved), verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        if quantize:
+        if quantize or float16:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if float16:
+            converter.target_spec.supported_types = [tf.float16]
         return bytes(converter.convert())
 
 

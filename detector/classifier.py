@@ -6,10 +6,11 @@ and ~60 MB instead of ~4 s and ~700 MB.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,7 +19,10 @@ import numpy as np
 from detector.bundle import KERAS_FILE, TFLITE_FILE, ModelMeta, read_meta
 from detector.decision import UncertainBand, model_label
 from detector.errors import ModelLoadError
+from detector.faces import FaceFinder, FaceOptions
 from detector.labels import Label
+from detector.scoring import CombineRule, FaceScore, PictureScore
+from detector.views import Views
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ class Classifier:
         logits_fn: LogitFn,
         threshold: float | None = None,
         uncertain_band: Sequence[float] | None = None,
+        face_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.bundle_dir = bundle_dir
         self.meta = meta
@@ -86,6 +91,14 @@ class Classifier:
         )
         # Interpreters and traced functions are not meant for concurrent calls.
         self._lock = threading.Lock()
+        self.rule = CombineRule.from_meta(meta.combine, meta.temperature)
+        # Models trained with a face view get their faces found the way training found them.
+        self.finder: FaceFinder | None = None
+        if meta.faces:
+            options = FaceOptions.from_dict(meta.faces)
+            if face_overrides:
+                options = dataclasses.replace(options, **face_overrides)
+            self.finder = FaceFinder(options)
 
     @property
     def version(self) -> str:
@@ -106,6 +119,7 @@ class Classifier:
         mixed_precision: str = "auto",
         threshold: float | None = None,
         uncertain_band: Sequence[float] | None = None,
+        face_overrides: Mapping[str, Any] | None = None,
     ) -> Classifier:
         """Load and probe a bundle; raises ModelLoadError for anything unusable."""
         if backend not in BACKENDS:
@@ -125,6 +139,7 @@ class Classifier:
             logits_fn=logits_fn,
             threshold=threshold,
             uncertain_band=uncertain_band,
+            face_overrides=face_overrides,
         )
         classifier.probe()
         logger.info(
@@ -139,7 +154,39 @@ class Classifier:
         return classifier
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Calibrated P(ai) as float64 (N,) for a (N, S, S, 3) uint8 batch."""
+        """Calibrated P(ai) as float64 (N,) for a (N, S, S, 3) uint8 batch of single views."""
+        return sigmoid(self.predict_logits(batch), self.meta.temperature)
+
+    def score_pictures(self, pictures: Sequence[Views]) -> list[PictureScore]:
+        """One model call for every view of every picture; each picture's combined score.
+
+        Faces are scored as the whole view is (per-view temperature); the picture's score
+        combines the logits by the model's fitted rule.
+        """
+        if not pictures:
+            return []
+        stacks = [p.stack() for p in pictures]
+        logits = self.predict_logits(np.concatenate(stacks))
+        scored: list[PictureScore] = []
+        start = 0
+        for views, stack in zip(pictures, stacks, strict=True):
+            own = logits[start : start + len(stack)]
+            start += len(stack)
+            scored.append(self._picture(views, own))
+        return scored
+
+    def _picture(self, views: Views, logits: np.ndarray) -> PictureScore:
+        face_logits = [float(v) for v in logits[1:]]
+        per_view = sigmoid(logits, self.meta.temperature)
+        faces = tuple(
+            FaceScore(i, f.box.rounded(), f.box.score, float(per_view[1 + i]))
+            for i, f in enumerate(views.faces)
+        )
+        combined = float(sigmoid(np.array([self.rule.logit(float(logits[0]), face_logits)]))[0])
+        return PictureScore(score=combined, whole_score=float(per_view[0]), faces=faces)
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits as float64 (N,) for a (N, S, S, 3) uint8 batch."""
         size = self.meta.input_size
         if batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
             raise ValueError(f"batch must be (N, {size}, {size}, 3), got {batch.shape}")
@@ -151,7 +198,7 @@ class Classifier:
         pixels = np.ascontiguousarray(batch)
         with self._lock:
             logits = self._logits_fn(pixels)
-        return sigmoid(logits.reshape(-1), self.meta.temperature)
+        return np.asarray(logits, dtype=np.float64).reshape(-1)
 
     def label_for(self, score: float) -> Label:
         """UNCERTAIN inside the band, else AI when score >= threshold, else REAL."""

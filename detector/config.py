@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,24 @@ class DetectorConfig:
     provenance: bool = True
     # Folder of model bundles produced by training and registered in the database.
     model_store: Path = Path("var/models")
+
+    # Faces (models with a face view): at most this many per picture, the most confident first.
+    max_faces: int = field(default=8, metadata={"min": 0, "max": 64})
+    # Detector confidence a face needs (0..1).
+    face_min_score: float = field(default=0.7, metadata={"max": 1.0})
+    # Smallest face, shorter box side in pixels of the picture.
+    face_min_size: int = field(default=24, metadata={"min": 1})
+    # Long side of the downscaled copy faces are looked for in (cost is flat above it).
+    face_detect_size: int = field(default=640, metadata={"min": 32, "max": 4096})
+
+    def face_overrides(self) -> dict[str, Any]:
+        """These settings as detector.faces.FaceOptions fields."""
+        return {
+            "max_faces": self.max_faces,
+            "min_score": self.face_min_score,
+            "min_size": self.face_min_size,
+            "detect_size": self.face_detect_size,
+        }
 
     def __post_init__(self) -> None:
         band = self.uncertain_band

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.postgres import PgServer, require_postgres
+from tests.postgres import PG_URL, PG_URL_VARIABLE, PgServer, require_postgres
 
 # Keep TensorFlow quiet and single-process friendly in tests (set before any TF import).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -152,12 +153,51 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_bundle(model, meta, dest)
 
 
+@pytest.fixture(scope="session")
+def face_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a model with a face view: faces found, aligned and scored like the
+    default model's, and combined by a stored rule (whole and best face count alike)."""
+    import keras
+
+    from detector.bundle import KERAS_FILE, read_meta, save_bundle
+    from detector.faces import FaceOptions
+    from detector.scoring import CombineRule
+
+    meta = read_meta(tiny_bundle)
+    rule = CombineRule(whole=0.5, face=0.5, bias=0.0, whole_only=1.0, bias_only=0.0)
+    faced = dataclasses.replace(
+        meta,
+        version=f"{meta.version}-faces",
+        faces=FaceOptions().to_dict(),
+        combine=rule.to_dict(),
+    )
+    model = keras.saving.load_model(tiny_bundle / KERAS_FILE, compile=False)
+    return save_bundle(model, faced, tmp_path_factory.mktemp("models") / faced.version)
+
+
 # --- SQLite and PostgreSQL ------------------------------------------------------------------
 
 BACKENDS = ("sqlite", "postgresql")
 
 
 _TESTS = Path(__file__).resolve().parent
+
+
+_NO_PG = (
+    f"PostgreSQL: NONE ({PG_URL_VARIABLE} not set): every PostgreSQL variant skips "
+    "(fails under CI=true); `make test` or scripts/with-postgres starts a server"
+)
+
+
+def pytest_report_header() -> str:
+    """Say at the top of the run whether the PostgreSQL variants can run."""
+    return f"PostgreSQL: {PG_URL_VARIABLE} set; PostgreSQL variants run" if PG_URL else _NO_PG
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """And again at the end, where it is read, when they could not."""
+    if not PG_URL:
+        terminalreporter.write_line(f"*** {_NO_PG} ***", yellow=True, bold=True)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

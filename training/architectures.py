@@ -29,8 +29,10 @@ class Architecture:
     """One registry entry: how to build its network and what it is for."""
 
     name: str
-    network: NetworkBuilder
+    network: NetworkBuilder | None
     description: str
+    # Built around an ImageNet backbone (training.backbone) instead of `network`.
+    pretrained: bool = False
 
 
 def seed_cnn(x: Any) -> Any:
@@ -208,11 +210,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("hp_cnn", hp_cnn, "fast plain CNN + grey SRM high-pass branch"),
         Architecture("resnet_hp", resnet_hp, "separable residual net, BatchNorm, SRM branch"),
         Architecture("tiny", tiny, "two conv layers, for tests"),
+        Architecture(
+            "mobilenet_ms",
+            None,
+            "ImageNet MobileNet v1, frozen, pooled features of ten depths, linear head",
+            pretrained=True,
+        ),
     )
 }
 
 
-def build(name: str, image_size: int) -> keras.Model:
+def build(name: str, image_size: int, weights: str | None = None) -> keras.Model:
     """Build a fresh, untrained model of the named architecture."""
     try:
         arch = ARCHITECTURES[name]
@@ -222,6 +230,10 @@ def build(name: str, image_size: int) -> keras.Model:
         ) from None
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
+    if arch.pretrained or arch.network is None:
+        from training.backbone import build_mobilenet_ms
+
+        return build_mobilenet_ms(image_size, weights)
     inputs = modelio.model_input()
     x = modelio.build_preprocessing(inputs, image_size)
     return keras.Model(inputs, arch.network(x), name=name)

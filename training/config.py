@@ -10,14 +10,15 @@ from pathlib import Path
 class TrainingConfig:
     """How new models are trained and when a candidate may replace the champion."""
 
-    # Training data: a folder (Kaggle layout or {real,ai}/), or "" to download `kaggle`.
-    data: Path | None = None
+    # Training data: folders (Kaggle layout or {real,ai}/), used together; empty to download
+    # `kaggle`.
+    data: tuple[Path, ...] = ()
     # Kaggle dataset handle downloaded through kagglehub when `data` is "".
     kaggle: str = "philosopher0808/real-vs-ai-generated-faces-dataset"
     # Architecture from the registry (see `deepfake-detector train --help`).
-    arch: str = "hp_cnn"
-    # Square input size of the model in pixels.
-    image_size: int = 128
+    arch: str = "mobilenet_ms"
+    # Square input size of the model in pixels (whole view and each face).
+    image_size: int = 224
     # Upper bound on epochs; early stopping usually ends sooner.
     epochs: int = 40
     # Images per training step.
@@ -28,6 +29,11 @@ class TrainingConfig:
     patience: int = 6
     # Seed for splits, augmentation and initial weights.
     seed: int = 1337
+    # ImageNet weights file of a pretrained architecture's backbone, for a first model where
+    # the download (weights="imagenet") does not work; retraining starts from the champion.
+    backbone_weights: Path | None = None
+    # Pretrained architectures: 1 unaugmented + (n - 1) augmented feature passes over train.
+    feature_passes: int = field(default=3, metadata={"min": 1})
     # Class folder names of the plain {real,ai}/ layout.
     real_dir: str = "real"
     ai_dir: str = "ai"

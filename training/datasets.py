@@ -57,6 +57,12 @@ class DatasetSplits:
     train: tuple[Sample, ...]
     validate: tuple[Sample, ...]
     test: tuple[Sample, ...]
+    # Every data folder these splits came from (several after `merge`).
+    roots: tuple[Path, ...] = ()
+    # Sources `holding_out` removed from train and validate, and the splits before that
+    # (so work done per picture, like backbone features, can be shared between such runs).
+    held_out: tuple[str, ...] = ()
+    before_hold_out: DatasetSplits | None = None
 
     def split(self, name: str) -> tuple[Sample, ...]:
         """The samples of one split ('val'/'valid' are accepted for 'validate')."""
@@ -100,7 +106,28 @@ class DatasetSplits:
                     f"holding out {', '.join(sorted(names))} leaves no {missing[0]} images "
                     f"in the {split} split"
                 )
-        return replace(self, train=train, validate=validate)
+        original = self.before_hold_out or self
+        held = tuple(sorted(names | set(self.held_out)))
+        return replace(
+            self, train=train, validate=validate, held_out=held, before_hold_out=original
+        )
+
+
+def merge(parts: Sequence[DatasetSplits]) -> DatasetSplits:
+    """Several datasets as one: each split is the union of theirs (sources stay distinct)."""
+    if not parts:
+        raise DatasetError("no training data given")
+    if len(parts) == 1:
+        return replace(parts[0], roots=parts[0].roots or (parts[0].root,))
+    roots = tuple(r for p in parts for r in (p.roots or (p.root,)))
+    return DatasetSplits(
+        root=parts[0].root,
+        layout="+".join(p.layout for p in parts),
+        train=tuple(s for p in parts for s in p.train),
+        validate=tuple(s for p in parts for s in p.validate),
+        test=tuple(s for p in parts for s in p.test),
+        roots=roots,
+    )
 
 
 def class_distribution(samples: Sequence[Sample]) -> dict[str, Any]:

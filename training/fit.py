@@ -51,6 +51,11 @@ class FitSettings:
     # of every epoch: a smoother model than the last noisy step of a small-batch run.
     ema_momentum: float = 0.99
     augment: aug.AugmentConfig = field(default_factory=aug.AugmentConfig)
+    # Pretrained architectures: ImageNet weights file ("" = download with weights="imagenet").
+    backbone_weights: str = ""
+    # Pretrained architectures: passes over the training pictures for features (1 = no
+    # augmentation; each further pass is one augmented copy of every picture).
+    feature_passes: int = 3
 
     def __post_init__(self) -> None:
         if self.arch not in architectures.ARCHITECTURES:
@@ -67,6 +72,8 @@ class FitSettings:
             learning_rate=cfg.learning_rate,
             patience=cfg.patience,
             seed=cfg.seed,
+            backbone_weights=str(cfg.backbone_weights or ""),
+            feature_passes=cfg.feature_passes,
         )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -325,8 +332,25 @@ def train(
     overwrite: bool = False,
     private: bool = True,
     verbose: int = 1,
+    init_bundle: Path | None = None,
 ) -> TrainResult:
     """Train, calibrate and evaluate a model, then write its bundle to `dest`."""
+    if architectures.ARCHITECTURES[settings.arch].pretrained:
+        from training.backbone_run import train_pretrained
+
+        return train_pretrained(
+            splits,
+            settings,
+            dest=dest,
+            run_dir=run_dir,
+            version=version,
+            cache_dir=cache_dir,
+            command=command,
+            export_litert=export_litert,
+            overwrite=overwrite,
+            private=private,
+            init_bundle=init_bundle,
+        )
     started = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     data = {
@@ -367,12 +391,7 @@ def train(
     info = {
         "command": command,
         "config": settings.to_dict(),
-        "dataset": {
-            "root": str(splits.root),
-            "layout": splits.layout,
-            "distribution": splits.distribution(),
-            "unseen_sources": unseen_sources(splits),
-        },
+        "dataset": dataset_info(splits),
         "history": history,
         "best_epoch": early.best_epoch + 1,
         "epochs_run": epochs_run,
@@ -401,14 +420,8 @@ def train(
     )
     # Wall time up to the bundle write (the LiteRT export inside it is not training).
     info["wall_seconds"] = time.perf_counter() - started
-    bundle_dir = publish_bundle(
-        saved_model,
-        meta,
-        dest,
-        overwrite=overwrite,
-        export_litert=False,
-        private=private,
-        tflite=litert.content if litert is not None else None,
+    bundle_dir = publish_vetted(
+        saved_model, meta, dest, litert, overwrite=overwrite, private=private
     )
     return TrainResult(
         bundle_dir=bundle_dir,
@@ -420,6 +433,17 @@ def train(
         train_seconds=step_seconds,
         images_per_second=info["images_per_second"],
     )
+
+
+def dataset_info(splits: DatasetSplits) -> dict[str, Any]:
+    """What a model was trained on, for model.json."""
+    return {
+        "root": str(splits.root),
+        "roots": [str(r) for r in splits.roots or (splits.root,)],
+        "layout": splits.layout,
+        "distribution": splits.distribution(),
+        "unseen_sources": unseen_sources(splits),
+    }
 
 
 def unseen_sources(splits: DatasetSplits) -> list[str]:
@@ -455,6 +479,27 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "gpus": len(tf.config.list_logical_devices("GPU")),
     }
+
+
+def publish_vetted(
+    model: keras.Model,
+    meta: ModelMeta,
+    dest: Path,
+    litert: litert_export.LiteRTChoice | None,
+    *,
+    overwrite: bool,
+    private: bool,
+) -> Path:
+    """publish_bundle with the LiteRT model chosen at training time (or none)."""
+    return publish_bundle(
+        model,
+        meta,
+        dest,
+        overwrite=overwrite,
+        export_litert=False,
+        private=private,
+        tflite=litert.content if litert is not None else None,
+    )
 
 
 def publish_bundle(

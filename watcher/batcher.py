@@ -15,12 +15,12 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
-import numpy as np
 from sqlalchemy.exc import OperationalError
 
 from detector.decision import decide
 from detector.errors import ModelLoadError
 from detector.imageio import LoadLimits
+from detector.scoring import FaceScore, PictureScore
 from storage import queries
 from storage.db import Database
 from storage.models import Prediction
@@ -69,6 +69,8 @@ class Batcher(Worker):
         self._retry_max_s = max(retry_max_s, RETRY_FIRST_S)
         # sha256 -> verdict of the model in service, for content not yet stored.
         self._recent: OrderedDict[str, Call] = OrderedDict()
+        # sha256 -> whole and face scores behind those verdicts (shown again when reused).
+        self._pictures: OrderedDict[str, PictureScore] = OrderedDict()
         self._recent_model = -1
         self.batches = 0
         self.files = 0
@@ -154,8 +156,7 @@ class Batcher(Worker):
 
     def screen(self, items: list[Decoded], active: ActiveModel) -> list[Outcome]:
         """Score a batch with `active`, reusing known verdicts for known content."""
-        size = active.classifier.input_size
-        fitted = [self._fit(item, size) for item in items]
+        fitted = [self._fit(item, active) for item in items]
         decoded = [item for item in fitted if isinstance(item, Decoded)]
         known = self._known_scores(decoded, active.model_version_id)
         fresh: dict[str, Decoded] = {}
@@ -173,15 +174,19 @@ class Batcher(Worker):
                 outcomes.append(Rejected(item.job, "unreadable", reason, item.sha256))
             else:
                 reused = item.sha256 in known
-                call = known[item.sha256] if reused else _call(item, scores[item.sha256], active)
-                outcomes.append(self._classified(item, call, active, infer_ms, reused))
+                call = (
+                    known[item.sha256] if reused else _call(item, scores[item.sha256].score, active)
+                )
+                picture = self._pictures.get(item.sha256) if reused else scores[item.sha256]
+                outcomes.append(self._classified(item, call, active, infer_ms, picture, reused))
         return outcomes
 
-    def _fit(self, item: Decoded, size: int) -> Decoded | Rejected:
-        """Decoded for an earlier model of another input size: decode again for this one."""
-        if item.pixels.shape[:2] == (size, size):
+    def _fit(self, item: Decoded, active: ActiveModel) -> Decoded | Rejected:
+        """Decoded for an earlier model (other input size or face view): decode again."""
+        size, finder = active.classifier.input_size, active.classifier.finder
+        if item.pixels.shape[:2] == (size, size) and item.face_view == (finder is not None):
             return item
-        again = decode_job(item.job, size, self._limits, provenance=False)
+        again = decode_job(item.job, size, self._limits, provenance=False, finder=finder)
         if isinstance(again, Decoded):  # same bytes, same metadata: keep what was read
             return dataclasses.replace(again, findings=item.findings)
         return again
@@ -189,6 +194,7 @@ class Batcher(Worker):
     def _known_scores(self, items: list[Decoded], model_version_id: int) -> dict[str, Call]:
         if model_version_id != self._recent_model:
             self._recent.clear()
+            self._pictures.clear()
             self._recent_model = model_version_id
         known = {i.sha256: self._recent[i.sha256] for i in items if i.sha256 in self._recent}
         missing = {i.sha256 for i in items} - known.keys()
@@ -196,26 +202,35 @@ class Batcher(Worker):
             with self._db.session() as s:
                 stored = queries.predictions_for(s, missing, model_version_id)
                 known.update({sha: _stored_call(p) for sha, p in stored.items()})
+                faces = queries.faces_for(s, [p.id for p in stored.values()])
+                for sha, p in stored.items():
+                    self._pictures[sha] = _stored_picture(p, faces.get(p.id, []))
         return known
 
     def _remember(
-        self, items: dict[str, Decoded], scores: dict[str, float], active: ActiveModel
+        self, items: dict[str, Decoded], scores: dict[str, PictureScore], active: ActiveModel
     ) -> None:
-        for sha256, score in scores.items():
-            self._recent[sha256] = _call(items[sha256], score, active)
+        for sha256, picture in scores.items():
+            self._recent[sha256] = _call(items[sha256], picture.score, active)
+            self._pictures[sha256] = picture
         while len(self._recent) > RECENT_SCORES:
             self._recent.popitem(last=False)
+        while len(self._pictures) > RECENT_SCORES:
+            self._pictures.popitem(last=False)
 
     def _predict(
         self, items: list[Decoded], active: ActiveModel
-    ) -> tuple[dict[str, float], float, dict[str, str]]:
-        """Scores by sha256, model time per image (ms), and errors for images that failed."""
+    ) -> tuple[dict[str, PictureScore], float, dict[str, str]]:
+        """Scores by sha256, model time per image (ms), and errors for images that failed.
+
+        Every view of every picture (whole + faces) goes through one model call.
+        """
         if not items:
             return {}, 0.0, {}
         start = time.perf_counter()
         try:
-            scores = active.classifier.predict(np.stack([i.pixels for i in items]))
-            found = {i.sha256: float(s) for i, s in zip(items, scores, strict=True)}
+            scores = active.classifier.score_pictures([i.views() for i in items])
+            found = {i.sha256: s for i, s in zip(items, scores, strict=True)}
             errors: dict[str, str] = {}
         except Exception as exc:
             self._check_model(active, exc)
@@ -235,12 +250,12 @@ class Batcher(Worker):
 
     def _predict_singly(
         self, items: list[Decoded], active: ActiveModel
-    ) -> tuple[dict[str, float], dict[str, str]]:
-        found: dict[str, float] = {}
+    ) -> tuple[dict[str, PictureScore], dict[str, str]]:
+        found: dict[str, PictureScore] = {}
         errors: dict[str, str] = {}
         for item in items:
             try:
-                found[item.sha256] = float(active.classifier.predict(item.pixels[None])[0])
+                found[item.sha256] = active.classifier.score_pictures([item.views()])[0]
             except Exception as exc:
                 errors[item.sha256] = str(exc) or type(exc).__name__
         return found, errors
@@ -251,8 +266,11 @@ class Batcher(Worker):
         call: Call,
         active: ActiveModel,
         infer_ms: float,
+        picture: PictureScore | None,
         reused: bool,
     ) -> Classified:
+        """`picture`: the whole and face scores behind the verdict (None when unknown)."""
+        faces = picture.faces if picture is not None and item.face_view else None
         return Classified(
             job=item.job,
             sha256=item.sha256,
@@ -266,6 +284,8 @@ class Batcher(Worker):
             decode_ms=item.decode_ms,
             infer_ms=0.0 if reused else infer_ms,
             reused=reused,
+            whole_score=None if picture is None else picture.whole_score,
+            faces=faces,
             decided_by=call.decided_by,
             model_label=call.model_label,
             findings=item.findings,
@@ -292,3 +312,15 @@ def _call(item: Decoded, score: float, active: ActiveModel) -> Call:
 def _stored_call(p: Prediction) -> Call:
     """A stored prediction's verdict (rows from before revision 0003 have none: the label)."""
     return Call(p.score, p.verdict or p.label, p.decided_by or "model", p.label)
+
+
+def _stored_picture(p: Prediction, faces: list[queries.FaceRecord]) -> PictureScore:
+    """The scores of a stored verdict (no whole score before revision 0002: its score)."""
+    whole = p.whole_score if p.whole_score is not None else p.score
+    return PictureScore(
+        score=p.score,
+        whole_score=whole,
+        faces=tuple(
+            FaceScore(f.index, (f.x, f.y, f.w, f.h), f.detector_score, f.score) for f in faces
+        ),
+    )

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 from detector.errors import ImageRejected
-from detector.imageio import LoadLimits, decode, read_file, sha256_bytes
+from detector.faces import FaceFinder
+from detector.imageio import LoadLimits, read_file, sha256_bytes
 from detector.provenance import read_provenance
+from detector.views import decode_views
 from watcher.messages import VANISHED, Decoded, Job, Outcome, Rejected, Screened, WriterTask
 from watcher.models_watch import ModelSlot
 from watcher.threads import WAKE_S, Worker, put_until, put_while_alive
@@ -39,11 +41,17 @@ def _not_regular(mode: int) -> str | None:
 
 
 def decode_job(
-    job: Job, size: int, limits: LoadLimits, *, provenance: bool = True
+    job: Job,
+    size: int,
+    limits: LoadLimits,
+    *,
+    provenance: bool = True,
+    finder: FaceFinder | None = None,
 ) -> Decoded | Rejected:
     """Read and decode one claimed file for a model of input `size`; never raises for bad input.
 
     `provenance`: also read the metadata of the same bytes (bounded; never rejects a file).
+    `finder`: also find and align the faces (a model with a face view).
     """
     start = time.perf_counter()
     path = Path(job.path)
@@ -65,7 +73,7 @@ def decode_job(
         sha256 = sha256_bytes(data)
         if len(data) != job.size_bytes:
             return _changed(job, sha256)
-        image = decode(data, size, limits)
+        views = decode_views(data, size, limits, finder)
     except ImageRejected as exc:
         return Rejected(job, exc.code, exc.reason, sha256)
     findings = read_provenance(data) if provenance else None
@@ -73,12 +81,14 @@ def decode_job(
     return Decoded(
         job,
         sha256,
-        image.pixels,
-        image.source_width,
-        image.source_height,
-        image.format,
+        views.whole,
+        views.source_width,
+        views.source_height,
+        views.format,
         elapsed_ms,
         findings,
+        faces=views.faces,
+        face_view=finder is not None,
     )
 
 
@@ -135,7 +145,13 @@ class DecodeWorker(Worker):
 
     def _decode(self, job: Job) -> Decoded | Rejected:
         try:
-            return decode_job(job, self._slot.input_size, self._limits, provenance=self._provenance)
+            return decode_job(
+                job,
+                self._slot.input_size,
+                self._limits,
+                provenance=self._provenance,
+                finder=self._slot.finder,
+            )
         except Exception as exc:  # a bug or an exotic OS error: reject this file, keep going
             logger.exception("decoding %s failed", job.path)
             return Rejected(job, "unreadable", f"internal error while decoding: {exc}")

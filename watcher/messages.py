@@ -8,7 +8,10 @@ from typing import Any, Final
 
 import numpy as np
 
+from detector.faces import AlignedFace
 from detector.provenance import Finding
+from detector.scoring import FaceScore
+from detector.views import Views
 
 ORIGIN_INBOX = "inbox"
 ORIGIN_SCAN = "scan"
@@ -50,6 +53,13 @@ class Decoded:
     # What the file's provenance metadata says (read from the same bytes while decoding;
     # None: not read, [detector] provenance = false).
     findings: tuple[Finding, ...] | None = None
+    # Aligned faces for a model with a face view (face_view), boxes in source pixels.
+    faces: tuple[AlignedFace, ...] = ()
+    face_view: bool = False
+
+    def views(self) -> Views:
+        """The picture's views as the classifier scores them."""
+        return Views(self.pixels, self.faces, self.width, self.height, self.format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,9 @@ class Classified:
     decided_by: str = "model"
     # The model's own call at its threshold (real/ai), whatever the verdict `label` became.
     model_label: str = ""
+    # The whole view's own score and the faces' (None: reused, or a model without faces).
+    whole_score: float | None = None
+    faces: tuple[FaceScore, ...] | None = None
     findings: tuple[Finding, ...] | None = None
 
 
@@ -146,9 +159,26 @@ class Verdict:
     # "model" or "provenance", and one readable line of the provenance findings.
     decided_by: str | None = None
     evidence: str | None = None
+    # The whole view's own score, and each face's (None: no face view, or not screened).
+    whole_score: float | None = None
+    faces: tuple[FaceScore, ...] | None = None
+
+    def faces_json(self) -> list[dict[str, Any]] | None:
+        """Faces as JSON objects: index, box [x, y, w, h], detector_score, score."""
+        if self.faces is None:
+            return None
+        return [
+            {
+                "index": f.index,
+                "box": list(f.box),
+                "detector_score": round(f.detector_score, 4),
+                "score": f.score,
+            }
+            for f in self.faces
+        ]
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The fields `scan --json` prints, in the documented order."""
+        """The fields `scan --json` prints, in the documented order (new ones appended)."""
         return {
             "path": self.path,
             "sha256": self.sha256,
@@ -158,6 +188,9 @@ class Verdict:
             "model_version": self.model_version,
             "reason": self.reason,
             "created_at": self.created_at,
+            "whole_score": self.whole_score,
+            "faces": None if self.faces is None else len(self.faces),
+            "face_list": self.faces_json(),
             "decided_by": self.decided_by,
             "evidence": self.evidence,
         }

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import queue
 
     from detector.classifier import Classifier
+    from detector.faces import FaceFinder
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def load_classifier(bundle_dir: Path, cfg: DetectorConfig) -> Classifier:
             mixed_precision=cfg.mixed_precision,
             threshold=cfg.threshold,
             uncertain_band=cfg.uncertain_band,
+            face_overrides=cfg.face_overrides(),
         )
         # Our own probe on top of the detector's: a full-size batch of plausible images.
         size = classifier.input_size
@@ -191,6 +193,11 @@ class ModelSlot:
     def input_size(self) -> int:
         """Decode size the current model wants."""
         return self.active.classifier.input_size
+
+    @property
+    def finder(self) -> FaceFinder | None:
+        """The current model's face finder (None for a whole-picture model)."""
+        return self.active.classifier.finder
 
     def replace(self, active: ActiveModel) -> None:
         """Serve `active` from the next batch on."""

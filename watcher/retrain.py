@@ -35,7 +35,14 @@ from reports.site import candidate_page_name, write_index, write_report
 from storage import queries
 from storage.db import Database
 from storage.models import ModelStatus
-from training.datasets import DatasetSplits, Sample, download_kaggle, fingerprint, load_layout
+from training.datasets import (
+    DatasetSplits,
+    Sample,
+    download_kaggle,
+    fingerprint,
+    load_layout,
+    merge,
+)
 from watcher.commands.report import (
     PER_IMAGE,
     generate_reports,
@@ -138,7 +145,9 @@ def _retrain(
     splits = load_training_data(settings)
     extra = labelled_samples(db, splits, settings)
     train_splits = dataclasses.replace(splits, train=splits.train + tuple(extra))
-    candidate = train_candidate(settings, train_splits, fit_overrides, export_litert)
+    candidate = train_candidate(
+        settings, train_splits, fit_overrides, export_litert, champion_bundle(settings, db)
+    )
     test_fp = fingerprint(splits.test)
     cand = evaluate_model(settings, candidate, splits, test_fp)
     champ = evaluate_champion(settings, db, splits, test_fp, exclude=cand.version)
@@ -191,8 +200,10 @@ def prune_rejected(settings: Settings, db: Database) -> list[Path]:
 def load_training_data(settings: Settings) -> DatasetSplits:
     """[training] data, or the Kaggle dataset downloaded through kagglehub."""
     cfg = settings.training
-    root = cfg.data if cfg.data is not None else download_kaggle(cfg.kaggle)
-    return load_layout(root, real_dir=cfg.real_dir, ai_dir=cfg.ai_dir, seed=cfg.seed)
+    roots = cfg.data or (download_kaggle(cfg.kaggle),)
+    return merge(
+        [load_layout(r, real_dir=cfg.real_dir, ai_dir=cfg.ai_dir, seed=cfg.seed) for r in roots]
+    )
 
 
 def labelled_samples(db: Database, splits: DatasetSplits, settings: Settings) -> list[Sample]:
@@ -231,8 +242,10 @@ def train_candidate(
     splits: DatasetSplits,
     fit_overrides: dict[str, Any],
     export_litert: bool = True,
+    init_bundle: Path | None = None,
 ) -> Path:
-    """Train into the model store; the bundle folder."""
+    """Train into the model store; the bundle folder (a pretrained architecture starts from
+    `init_bundle`'s backbone when given)."""
     from training.fit import FitSettings, train
 
     fit_settings = FitSettings.from_config(settings.training, **fit_overrides)
@@ -250,8 +263,20 @@ def train_candidate(
             command="deepfake-detector retrain",
             export_litert=export_litert,
             verbose=0,
+            init_bundle=init_bundle,
         )
     return result.bundle_dir
+
+
+def champion_bundle(settings: Settings, db: Database) -> Path | None:
+    """The bundle in service now: retraining starts from its backbone (no ImageNet file)."""
+    from watcher.models_watch import resolve_model
+
+    try:
+        return resolve_model(settings, db).bundle_dir
+    except Exception:  # no champion yet, or an unreadable registry: start from ImageNet
+        logger.info("no champion bundle to start from", exc_info=True)
+        return None
 
 
 def evaluate_model(

@@ -142,6 +142,8 @@ def _coerce(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key, base_dir)
     if origin is tuple:
+        if value == "":  # TOML has no null: "" is the empty list too
+            return ()
         items = [value] if isinstance(value, str | Path) else value
         if not isinstance(items, list | tuple):
             raise ConfigError(f"{key} must be a string or a list of strings, not {value!r}")

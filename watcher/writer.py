@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from detector.provenance import Finding, summarize
+from detector.scoring import FaceScore
 from storage import queries
 from storage.db import Database
 from storage.models import (
@@ -116,6 +117,16 @@ class WriterOptions:
     sidecar: bool = False
 
 
+def face_records(faces: Sequence[FaceScore] | None) -> tuple[queries.FaceRecord, ...] | None:
+    """Scored faces as storage records (None: the model has no face view)."""
+    if faces is None:
+        return None
+    return tuple(
+        queries.FaceRecord(f.index, *f.box, detector_score=f.detector_score, score=f.score)
+        for f in faces
+    )
+
+
 def image_evidence(findings: Sequence[Finding] | None) -> queries.ImageEvidence | None:
     """Provenance findings as storage records (None: the metadata was not read)."""
     if findings is None:
@@ -134,16 +145,24 @@ def verdict_of(s: Session, row: FileRow) -> Verdict:
     label = version = None
     score: float | None = None
     decided_by = evidence = None
+    whole: float | None = None
+    faces: tuple[FaceScore, ...] | None = None
     if row.prediction_id is not None:
         prediction = s.get(Prediction, row.prediction_id)
         if prediction is not None:
-            label, score = prediction.label, prediction.score
+            label, score, whole = prediction.label, prediction.score, prediction.whole_score
             model = s.get(ModelVersion, prediction.model_version_id)
             version = model.version if model is not None else None
             # The verdict (uncertain, or ai from provenance); rows before 0003: the label.
             label, decided_by = prediction.verdict or label, prediction.decided_by or "model"
             image = s.get(Image, prediction.image_id)
             evidence = image.evidence if image is not None else None
+            if prediction.faces is not None:
+                stored = queries.faces_for(s, [prediction.id]).get(prediction.id, [])
+                faces = tuple(
+                    FaceScore(f.index, (f.x, f.y, f.w, f.h), f.detector_score, f.score)
+                    for f in stored
+                )
     return Verdict(
         file_id=row.id,
         path=row.path,
@@ -156,6 +175,8 @@ def verdict_of(s: Session, row: FileRow) -> Verdict:
         created_at=iso(row.screened_at),
         decided_by=decided_by,
         evidence=evidence,
+        whole_score=whole,
+        faces=faces,
     )
 
 
@@ -174,6 +195,8 @@ def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
             iso(row.screened_at),
             decided_by=outcome.decided_by,
             evidence=None if outcome.findings is None else summarize(outcome.findings),
+            whole_score=outcome.whole_score,
+            faces=outcome.faces,
         )
     return Verdict(
         row.id, row.path, row.sha256, "rejected", None, None, None, outcome.reason,
@@ -499,6 +522,8 @@ class DbWriter(Worker):
             verdict=outcome.label,
             decided_by=outcome.decided_by,
             evidence=image_evidence(outcome.findings),
+            whole_score=outcome.whole_score,
+            faces=face_records(outcome.faces),
         )
 
     def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:

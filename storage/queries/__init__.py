@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from storage.queries._common import NotFound
 from storage.queries.evidence import EvidenceItem, ImageEvidence, evidence_for, store_evidence
+from storage.queries.faces import FaceRecord, faces_for, faces_for_files, insert_faces
 from storage.queries.files import (
     DispositionUpdate,
     FileArrival,
@@ -62,6 +63,7 @@ __all__ = [
     "DispositionUpdate",
     "EvidenceItem",
     "FaceBox",
+    "FaceRecord",
     "FileArrival",
     "ImageEvidence",
     "NotFound",
@@ -75,10 +77,13 @@ __all__ = [
     "discover_files",
     "due_dispositions",
     "evidence_for",
+    "faces_for",
+    "faces_for_files",
     "finish_training_run",
     "get_file",
     "get_model_version",
     "human_labels",
+    "insert_faces",
     "latest_evaluation",
     "list_activations",
     "list_model_versions",

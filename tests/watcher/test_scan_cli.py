@@ -28,6 +28,9 @@ JSON_FIELDS = [
     "model_version",
     "reason",
     "created_at",
+    "whole_score",
+    "faces",
+    "face_list",
     "decided_by",
     "evidence",
 ]

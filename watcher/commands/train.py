@@ -26,6 +26,7 @@ from training.datasets import (
     fingerprint,
     format_distribution,
     load_layout,
+    merge,
 )
 from watcher.settings import Settings
 
@@ -59,6 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--no-augment", action="store_true", help="train without augmentation (for comparison)"
     )
+    train.add_argument(
+        "--backbone-weights",
+        type=Path,
+        help="ImageNet weights file for a pretrained --arch (default: download)",
+    )
+    train.add_argument(
+        "--feature-passes", type=int, help="pretrained --arch: 1 plain + N-1 augmented passes"
+    )
     train.add_argument("--out", type=Path, help="bundle folder (default: model store/<version>)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     train.add_argument("--no-register", action="store_true", help="do not touch the database")
@@ -77,7 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, help="Kaggle-layout or {real,ai}/ folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="Kaggle-layout or {real,ai}/ folder (repeat to use several together)",
+    )
     parser.add_argument("--kaggle", metavar="HANDLE", help="download this Kaggle dataset")
     parser.add_argument("--real-dir", help="real class folder of a plain layout")
     parser.add_argument("--ai-dir", help="ai class folder of a plain layout")
@@ -88,18 +102,25 @@ def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
     cfg = settings.training
     # With --json, stdout carries only the JSON document; the dataset summary goes to stderr.
     out = sys.stderr if getattr(args, "json", False) else sys.stdout
-    root = args.data if args.data is not None else cfg.data
-    if args.kaggle or root is None:
+    roots = tuple(args.data or ()) or cfg.data
+    if args.kaggle or not roots:
         handle = args.kaggle or cfg.kaggle
         print(f"downloading Kaggle dataset {handle} ...", file=out, flush=True)
-        root = download_kaggle(handle)
-    splits = load_layout(
-        Path(root),
-        real_dir=args.real_dir or cfg.real_dir,
-        ai_dir=args.ai_dir or cfg.ai_dir,
-        seed=args.seed if getattr(args, "seed", None) is not None else cfg.seed,
+        roots = (download_kaggle(handle),)
+    seed = args.seed if getattr(args, "seed", None) is not None else cfg.seed
+    splits = merge(
+        [
+            load_layout(
+                Path(root),
+                real_dir=args.real_dir or cfg.real_dir,
+                ai_dir=args.ai_dir or cfg.ai_dir,
+                seed=seed,
+            )
+            for root in roots
+        ]
     )
-    print(f"dataset {splits.root} ({splits.layout} layout)", file=out)
+    where = ", ".join(str(r) for r in splits.roots)
+    print(f"dataset {where} ({splits.layout} layout)", file=out)
     print(format_distribution(splits), file=out, flush=True)
     return splits
 
@@ -135,6 +156,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         patience=args.patience,
         seed=args.seed,
         augment=NO_AUGMENT if args.no_augment else None,
+        backbone_weights=str(args.backbone_weights) if args.backbone_weights else None,
+        feature_passes=args.feature_passes,
     )
     version = new_version(fit_settings.arch)
     store = settings.detector.model_store
@@ -158,7 +181,8 @@ def _train_and_register(
 ) -> int:
     from training.fit import train
 
-    config = {"version": version, "data": str(splits.root), **fit_settings.to_dict()}
+    data = [str(r) for r in splits.roots]
+    config = {"version": version, "data": data, **fit_settings.to_dict()}
     run_id = db.retrying(lambda s: queries.start_training_run(s, config)) if db else None
     try:
         result = train(
@@ -224,10 +248,14 @@ def _print_result(result: Any) -> None:
 
     meta = result.meta
     print(f"\nmodel {meta.version} written to {result.bundle_dir}")
-    print(
+    epochs = (
         f"epochs run {meta.training['epochs_run']}, best epoch {result.best_epoch}, "
-        f"training {result.train_seconds:.0f} s ({result.images_per_second:.0f} images/s), "
-        f"wall {meta.training['wall_seconds']:.0f} s"
+        if "epochs_run" in meta.training
+        else f"{meta.training.get('feature_rows', 0)} feature rows, "
+    )
+    print(
+        f"{epochs}training {result.train_seconds:.0f} s "
+        f"({result.images_per_second:.0f} images/s), wall {meta.training['wall_seconds']:.0f} s"
     )
     print(f"temperature {meta.temperature:.3f}, threshold {meta.threshold:.3f}")
     for split, metrics in meta.metrics.items():

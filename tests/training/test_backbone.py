@@ -1,0 +1,146 @@
+"""The pretrained-backbone architecture: built, trained for a step, served with both views."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from detector.bundle import read_meta
+from detector.classifier import Classifier
+from detector.faces import FaceOptions
+from detector.imageio import LoadLimits
+from training import architectures, frozen
+from training.backbone import (
+    TAPS,
+    build_mobilenet_ms,
+    feature_width,
+    float16_copy,
+    load_mobilenet,
+)
+from training.datasets import SPLITS, load_layout
+from training.fit import FitSettings, train
+from training.viewsets import decode_viewsets
+from watcher.decoding import decode_job
+from watcher.messages import Decoded, Job
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DATASET = SHARED / "datasets" / "faces"
+WEIGHTS = SHARED / "weights" / "mobilenet_v1_1.0_notop_imagenet.weights.h5"
+needs_dataset = pytest.mark.skipif(
+    not (DATASET / "manifest.csv").is_file(), reason=f"dataset not found at {DATASET}"
+)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNet weights file with random values: the file-loading path without ImageNet."""
+    path = tmp_path_factory.mktemp("weights") / "mobilenet.weights.h5"
+    keras.applications.MobileNet(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    ).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Kaggle-layout folder of links to real dataset faces (nothing is copied)."""
+    if not (DATASET / "manifest.csv").is_file():
+        pytest.skip(f"dataset not found at {DATASET}")
+    root = tmp_path_factory.mktemp("faces")
+    with open(DATASET / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    kept: list[dict[str, str]] = []
+    for split in SPLITS:
+        for label in ("0", "1"):
+            pick = [r for r in rows if r["split"] == split and r["label"] == label]
+            for r in pick[:: max(1, len(pick) // 6)][:6]:
+                (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(DATASET / r["path"], root / r["path"])
+                kept.append(r)
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return root
+
+
+def test_the_architecture_pools_every_tapped_depth(random_weights: Path) -> None:
+    model = architectures.build("mobilenet_ms", 64, str(random_weights))
+    assert architectures.ARCHITECTURES["mobilenet_ms"].pretrained
+    widths = {"conv_pw_1_relu": 64, "conv_pw_13_relu": 1024}
+    assert feature_width(model) > sum(widths.values()) and len(TAPS) == 10
+    logits = model(np.zeros((2, 80, 80, 3), np.float32))  # any size in: Resizing inside
+    assert tuple(logits.shape) == (2, 1)
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"ImageNet weights not found at {WEIGHTS}")
+def test_imagenet_weights_load_from_a_local_file() -> None:
+    base = load_mobilenet(64, WEIGHTS)
+    fresh = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3))
+    kernel = base.get_layer("conv1").get_weights()[0]
+    assert not np.allclose(kernel, fresh.get_layer("conv1").get_weights()[0])
+    with pytest.raises(FileNotFoundError, match="backbone weights not found"):
+        load_mobilenet(64, WEIGHTS.with_name("missing.weights.h5"))
+
+
+def test_the_fitted_head_gives_the_full_model_its_logits(
+    random_weights: Path, tmp_path: Path
+) -> None:
+    model = build_mobilenet_ms(64, random_weights)
+    extract = frozen.FeatureExtractor(model, frozen.aug.AugmentConfig(), seed=0)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    feats = extract(pixels)
+    labels = (pixels.mean(axis=(1, 2, 3)) > 127.5).astype(np.float32)
+    head = frozen.fit_head(feats[:30], labels[:30], feats[30:], labels[30:], seed=0)
+    frozen.install_head(model, head)
+    got = np.asarray(model(pixels.astype(np.float32), training=False)).reshape(-1)
+    assert np.allclose(got, frozen.head_logits(head, feats), atol=1e-3)
+    model.save(tmp_path / "model.keras")  # and the standardisation survives saving
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
+    again = np.asarray(loaded(pixels.astype(np.float32), training=False)).reshape(-1)
+    assert np.allclose(again, got, atol=1e-4)
+    # Float16 storage (what a bundle ships when int8 costs accuracy) keeps the logits.
+    half = float16_copy(model, 64)
+    assert half.get_layer("mobilenet_taps").get_layer("conv1").weights[0].dtype == "float16"
+    halved = np.asarray(half(pixels.astype(np.float32), training=False)).reshape(-1)
+    assert np.allclose(halved, got, atol=0.05 * max(1.0, float(np.abs(got).max())))
+
+
+@needs_dataset
+def test_training_serving_and_the_combination_on_real_faces(
+    face_dataset: Path, random_weights: Path, tmp_path: Path
+) -> None:
+    splits = load_layout(face_dataset)
+    settings = FitSettings(
+        arch="mobilenet_ms", image_size=64, backbone_weights=str(random_weights), feature_passes=2
+    )
+    cache = tmp_path / "cache"
+    result = train(
+        splits, settings, dest=tmp_path / "bundle", run_dir=tmp_path / "run", cache_dir=cache
+    )
+    meta = read_meta(result.bundle_dir)
+    assert meta.faces["face_scale"] == FaceOptions().face_scale
+    assert set(meta.combine) >= {"whole", "face", "bias", "whole_only", "bias_only"}
+    test = meta.metrics["test"]
+    assert {"whole", "face"} <= set(test["views"]) and test["faces"]
+    assert all(v["padded_crops"] == 0.0 for v in test["faces"].values())
+    classifier = Classifier.load(result.bundle_dir)
+    assert classifier.finder is not None
+    # Identical views: the training cache holds the pixels serving decodes from the same file.
+    sample = splits.test[0]
+    cached = decode_viewsets(splits.test, 64, FaceOptions(), cache_dir=cache)
+    real_file = sample.path.resolve()  # serving never follows links: the file itself
+    st = real_file.stat()
+    job = Job(1, str(real_file), st.st_size, st.st_mtime_ns, "scan", 0)
+    served = decode_job(job, 64, LoadLimits(), provenance=False, finder=classifier.finder)
+    assert isinstance(served, Decoded), served
+    assert np.array_equal(cached.whole[0], served.pixels)
+    assert np.array_equal(cached.face[0], served.faces[0].pixels)
+    picture = classifier.score_pictures([served.views()])[0]
+    assert 0.0 <= picture.score <= 1.0 and len(picture.faces) == 1
