@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import numpy as np
 from sklearn import metrics as skm
 
 from detector.classifier import Classifier
+from detector.errors import ImageRejected
+from detector.imageio import LoadLimits
+from detector.views import Views
 from training import calibration
 from training.datasets import CLASS_NAMES, Sample
 
@@ -168,16 +172,54 @@ def evaluate(
     from training import pipeline  # TensorFlow-heavy import, only when evaluating
 
     classifier = target if isinstance(target, Classifier) else Classifier.load(Path(target))
-    data = pipeline.decode_samples(samples, classifier.input_size, cache_dir=cache_dir)
-    parts = [
-        classifier.predict(np.asarray(data.pixels[i : i + batch_size]))
-        for i in range(0, len(data), batch_size)
-    ]
-    probs = np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float64)
     cut = classifier.threshold if threshold is None else threshold
-    metrics = compute_metrics(data.labels, probs, data.sources, cut)
+    if classifier.finder is not None:
+        probs, picked = score_pictures(classifier, samples, batch_size)
+        kept = tuple(picked)
+        labels = np.array([s.label for s in kept], dtype=np.float32)
+        sources = tuple(s.source for s in kept)
+    else:
+        data = pipeline.decode_samples(samples, classifier.input_size, cache_dir=cache_dir)
+        parts = [
+            classifier.predict(np.asarray(data.pixels[i : i + batch_size]))
+            for i in range(0, len(data), batch_size)
+        ]
+        probs = np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float64)
+        labels, sources, kept = data.labels, data.sources, data.samples
+    metrics = compute_metrics(labels, probs, sources, cut)
     metrics["backend"] = classifier.backend
-    return EvalReport(classifier.version, metrics, probs, data.labels, data.sources, data.samples)
+    return EvalReport(classifier.version, metrics, probs, labels, sources, kept)
+
+
+def score_pictures(
+    classifier: Classifier, samples: Sequence[Sample], batch_size: int
+) -> tuple[np.ndarray, list[Sample]]:
+    """Combined scores as serving computes them (whole view and every face), per sample.
+
+    Not cached: every face the finder accepts is scored, exactly as in the daemon.
+    """
+    from detector.views import decode_views
+
+    finder = classifier.finder
+    limits = LoadLimits()
+
+    def views(sample: Sample) -> Views | None:
+        try:
+            return decode_views(sample.path.read_bytes(), classifier.input_size, limits, finder)
+        except (ImageRejected, OSError) as exc:
+            logger.warning("skipping %s: %s", sample.path, exc)
+            return None
+
+    probs: list[float] = []
+    kept: list[Sample] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            decoded = list(pool.map(views, chunk))
+            pictures = [v for v in decoded if v is not None]
+            kept.extend(s for s, v in zip(chunk, decoded, strict=True) if v is not None)
+            probs.extend(p.score for p in classifier.score_pictures(pictures))
+    return np.array(probs, dtype=np.float64), kept
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from training.backbone import (
     load_mobilenet,
 )
 from training.datasets import SPLITS, load_layout
+from training.evaluate import evaluate
 from training.fit import FitSettings, train
 from training.viewsets import decode_viewsets
 from watcher.decoding import decode_job
@@ -144,3 +145,7 @@ def test_training_serving_and_the_combination_on_real_faces(
     assert np.array_equal(cached.face[0], served.faces[0].pixels)
     picture = classifier.score_pictures([served.views()])[0]
     assert 0.0 <= picture.score <= 1.0 and len(picture.faces) == 1
+    # `evaluate` (and so retraining's gate) scores pictures as serving does, faces included.
+    report = evaluate(result.bundle_dir, splits.test)
+    assert report.metrics["n"] == test["n"]
+    assert report.metrics["roc_auc"] == pytest.approx(test["roc_auc"], abs=0.02)
