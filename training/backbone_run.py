@@ -16,8 +16,9 @@ from detector.faces import FaceOptions
 from training import calibration, evaluate, frozen, pipeline
 from training import litert as litert_export
 from training.backbone import BACKBONE_NAME, build_mobilenet_ms, float16_copy
-from training.datasets import SPLITS, DatasetSplits, fingerprint
-from training.fit import FitSettings, TrainResult, dataset_info, environment, publish_vetted
+from training.datasets import SPLITS, DatasetSplits, dataset_info, fingerprint
+from training.fit import FitSettings, TrainResult
+from training.publish import environment, publish_vetted
 from training.viewsets import ViewSet, decode_viewsets, padding_report
 
 logger = logging.getLogger(__name__)

@@ -340,3 +340,20 @@ def cache_key(samples: Sequence[Sample], image_size: int, decoder: str) -> str:
         st = os.stat(s.path)
         digest.update(f"\n{s.path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:24]
+
+
+def dataset_info(splits: DatasetSplits) -> dict[str, Any]:
+    """What a model was trained on, for model.json."""
+    return {
+        "root": str(splits.root),
+        "roots": [str(r) for r in splits.roots or (splits.root,)],
+        "layout": splits.layout,
+        "distribution": splits.distribution(),
+        "unseen_sources": unseen_sources(splits),
+    }
+
+
+def unseen_sources(splits: DatasetSplits) -> list[str]:
+    """Sources in the test split that training never saw (held out, or only ever in test)."""
+    seen = {s.source for s in splits.train + splits.validate}
+    return sorted({s.source for s in splits.test} - seen)

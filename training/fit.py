@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from detector.bundle import ModelMeta, new_version, save_bundle
+from detector.bundle import ModelMeta, new_version
 from training import architectures, calibration, evaluate, pipeline
 from training import augment as aug
 from training import litert as litert_export
 from training.config import TrainingConfig
-from training.datasets import DatasetSplits, fingerprint
+from training.datasets import DatasetSplits, dataset_info, fingerprint
+from training.progress import EpochProgress
+from training.publish import environment, publish_vetted
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +212,12 @@ def _callbacks(
                 str(checkpoints / "best.keras"), monitor=MONITOR, save_best_only=True
             ),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+            *([EpochProgress(settings.epochs, steps)] if verbose > 0 else []),
         ],
         add_history=True,
-        add_progbar=verbose > 0,
+        # Progress goes to stderr, and as a bar only on a terminal (EpochProgress): Keras's own
+        # bar would write to stdout, which must stay clean for the command's output.
+        add_progbar=False,
         model=model,
         verbose=verbose,
         epochs=settings.epochs,
@@ -435,23 +437,6 @@ def train(
     )
 
 
-def dataset_info(splits: DatasetSplits) -> dict[str, Any]:
-    """What a model was trained on, for model.json."""
-    return {
-        "root": str(splits.root),
-        "roots": [str(r) for r in splits.roots or (splits.root,)],
-        "layout": splits.layout,
-        "distribution": splits.distribution(),
-        "unseen_sources": unseen_sources(splits),
-    }
-
-
-def unseen_sources(splits: DatasetSplits) -> list[str]:
-    """Sources in the test split that training never saw (held out, or only ever in test)."""
-    seen = {s.source for s in splits.train + splits.validate}
-    return sorted({s.source for s in splits.test} - seen)
-
-
 def _choose_litert(
     model: keras.Model,
     size: int,
@@ -468,74 +453,3 @@ def _choose_litert(
     except Exception as exc:  # the bundle is still usable through Keras
         logger.warning("LiteRT export failed, the bundle ships without it: %s", exc)
         return None
-
-
-def environment() -> dict[str, Any]:
-    """Software and machine facts stored with a model (for reproduction)."""
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "gpus": len(tf.config.list_logical_devices("GPU")),
-    }
-
-
-def publish_vetted(
-    model: keras.Model,
-    meta: ModelMeta,
-    dest: Path,
-    litert: litert_export.LiteRTChoice | None,
-    *,
-    overwrite: bool,
-    private: bool,
-) -> Path:
-    """publish_bundle with the LiteRT model chosen at training time (or none)."""
-    return publish_bundle(
-        model,
-        meta,
-        dest,
-        overwrite=overwrite,
-        export_litert=False,
-        private=private,
-        tflite=litert.content if litert is not None else None,
-    )
-
-
-def publish_bundle(
-    model: keras.Model,
-    meta: ModelMeta,
-    dest: Path,
-    *,
-    overwrite: bool = False,
-    export_litert: bool = True,
-    private: bool = True,
-    tflite: bytes | None = None,
-) -> Path:
-    """save_bundle to `dest`, replacing an existing bundle only with overwrite.
-
-    The new bundle is complete before the old one is moved aside: never a half-replaced folder.
-    """
-    dest = Path(dest)
-    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
-        if dest.exists():
-            dest.rmdir()
-        return save_bundle(
-            model, meta, dest, export_litert=export_litert, private=private, tflite=tflite
-        )
-    if not overwrite:
-        raise FileExistsError(f"{dest} already exists (use --overwrite to replace it)")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    new = save_bundle(
-        model,
-        meta,
-        staging / "bundle",
-        export_litert=export_litert,
-        private=private,
-        tflite=tflite,
-    )
-    old = staging / "old"
-    os.rename(dest, old)
-    os.rename(new, dest)
-    shutil.rmtree(staging, ignore_errors=True)
-    return dest

@@ -16,7 +16,8 @@ from detector.classifier import Classifier
 from training import architectures
 from training import augment as aug
 from training.datasets import load_layout
-from training.fit import FitSettings, publish_bundle, train
+from training.fit import FitSettings, train
+from training.publish import publish_bundle
 
 FAST = FitSettings(
     arch="tiny",
