@@ -83,7 +83,9 @@ def card(item: ReviewItem, command: str) -> ReviewCard:
     ]
     if str(where) != item.path:
         facts.append(("now at", str(where)))
-    facts.append(("faces", _faces_text(item.faces)))
+    facts.append(("faces", _faces_text(item.faces, item.face_count)))
+    if item.whole_score is not None:
+        facts.append(("whole picture", f"{item.whole_score:.3f}"))
     facts.append(("model", item.model_version or "—"))
     return ReviewCard(
         uri=uri,
@@ -176,9 +178,9 @@ def _jpeg_uri(im: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _faces_text(faces: Sequence[FaceBox]) -> str:
+def _faces_text(faces: Sequence[FaceBox], count: int | None) -> str:
     if not faces:
-        return "none recorded"
+        return "none found" if count == 0 else "not recorded"
     scores = [f"{f.score:.2f}" for f in faces if f.score is not None]
     return f"{len(faces)}" + (f" (scores {', '.join(scores)})" if scores else "")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from storage import queries
 from storage.db import Database
+from watcher.backlog import BacklogProgress
 from watcher.intake import EventTracker, InboxHandler, Intake, PathFilter
 from watcher.models_watch import ActiveModel, ModelWatcher
 from watcher.observers import RootWatches
@@ -83,6 +84,7 @@ class Daemon:
                 settings, db, self.pipeline.slot, self.pipeline.tasks, w.model_poll_s
             )
         self.scheduler: Any | None = None
+        self.backlog = BacklogProgress(db, self.intake.settled)
 
     @property
     def threads(self) -> list[Worker]:
@@ -106,6 +108,7 @@ class Daemon:
         if self.watches is not None:
             self.watches.start()
         self.intake.start()
+        self.backlog.start()
         if self.model_watcher is not None:
             self.model_watcher.start()
         if not self.once:
@@ -154,6 +157,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop taking in files, finish or requeue what is in flight, join every thread."""
         self.stop_event.set()
+        self.backlog.close()
         if self.scheduler is not None:
             try:
                 self.scheduler.shutdown()

@@ -15,6 +15,7 @@ from storage.queries.faces import FaceRecord, faces_for, faces_for_files, insert
 from storage.queries.files import (
     DispositionUpdate,
     FileArrival,
+    backlog_counts,
     claim_files,
     discover_file,
     discover_files,
@@ -71,6 +72,7 @@ __all__ = [
     "VerdictRow",
     "add_evaluation",
     "add_prediction",
+    "backlog_counts",
     "champion",
     "claim_files",
     "discover_file",

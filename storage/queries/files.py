@@ -6,7 +6,17 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from storage.models import FINAL_FILE_STATES, Disposition, FileRow, FileState, Origin, utcnow
@@ -363,3 +373,15 @@ def record_dispositions(s: Session, updates: Sequence[DispositionUpdate]) -> Non
     )
     if result.rowcount != len(params):
         raise NotFound(f"{len(params) - result.rowcount} of {len(params)} files rows do not exist")
+
+
+def backlog_counts(s: Session, since: datetime) -> tuple[int, int]:
+    """(files screened since `since`, files still waiting to be screened): the start-up
+    backlog's progress."""
+    waiting = (FileRow.state == FileState.PENDING) | (FileRow.state == FileState.CLAIMED)
+    stmt = select(
+        func.count().filter(FileRow.screened_at >= since),
+        func.count().filter(waiting),
+    )
+    done, left = s.execute(stmt).one()
+    return int(done or 0), int(left or 0)

@@ -50,6 +50,8 @@ class ReviewItem:
     created_at: datetime | None
     evidence: str | None
     faces: tuple[FaceBox, ...]
+    face_count: int | None = None  # faces found (0 = none); None = not recorded (older model)
+    whole_score: float | None = None  # the whole-picture view's score, where recorded
 
     @property
     def flagged(self) -> bool:
@@ -126,6 +128,8 @@ def _item(row: Mapping[str, Any], faces: Sequence[FaceBox]) -> ReviewItem:
         created_at=row.get("created_at"),
         evidence=str(evidence) if evidence not in (None, "") else None,
         faces=tuple(faces),
+        face_count=None if row.get("faces") is None else int(row["faces"]),
+        whole_score=_float(row.get("whole_score")),
     )
 
 

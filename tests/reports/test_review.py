@@ -101,6 +101,7 @@ def test_review_page_flagged_first_newest_first_escaped_and_private(
     assert command.replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;") in flagged
     assert "label " + str(inbox / "new_real.jpg") + " ai" in real
     assert 'class="placeholder"' in real and "no thumbnail" in real
+    assert "not recorded" in real  # no face count stored for these rows
     assert len(_uris(html)) == 3
 
 

@@ -17,6 +17,7 @@ from detector.bundle import META_FILE
 from storage import queries
 from storage.db import Database
 from storage.models import ModelStatus, ModelVersion
+from watcher import terminal
 from watcher.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -159,24 +160,19 @@ def describe_bundle(bundle_dir: Path | None) -> str:
 
 def write_versions(versions: Sequence[ModelVersion], out: TextIO) -> None:
     """Aligned table of versions; the champion's line starts with '*'."""
-    rows = [[c.upper() for c in LIST_COLUMNS]]
-    marks = [" "]
-    for v in versions:
-        rows.append(
-            [
-                v.version,
-                v.status,
-                v.arch,
-                v.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-                _metric(v.metrics, "accuracy"),
-                _metric(v.metrics, "roc_auc"),
-            ]
-        )
-        marks.append("*" if v.status == ModelStatus.CHAMPION else " ")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(LIST_COLUMNS))]
-    for mark, row in zip(marks, rows, strict=True):
-        cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-        out.write(f"{mark} {cells}".rstrip() + "\n")
+    rows = [
+        [
+            f"{'*' if v.status == ModelStatus.CHAMPION else ' '} {v.version}",
+            v.status,
+            v.arch,
+            v.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            _metric(v.metrics, "accuracy"),
+            _metric(v.metrics, "roc_auc"),
+        ]
+        for v in versions
+    ]
+    columns = [f"  {LIST_COLUMNS[0].upper()}", *(c.upper() for c in LIST_COLUMNS[1:])]
+    terminal.write_table(out, columns, rows)
 
 
 def _metric(metrics: dict[str, Any], key: str) -> str:

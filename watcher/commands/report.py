@@ -39,6 +39,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import ModelVersion, utcnow
 from training.datasets import DatasetError, DatasetSplits, Sample, fingerprint, load_layout
+from watcher import terminal
 from watcher.models_watch import ModelChoice, resolve_model
 from watcher.settings import Settings
 
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     kinds = ALL_KINDS if args.kind == "all" else (args.kind,)
     db = Database.open(settings.storage)
     try:
-        result = generate_reports(settings, db, kinds)
+        with terminal.progress_bar("writing reports", total=len(kinds)) as bar:
+            result = generate_reports(settings, db, kinds, progress=bar)
     finally:
         db.close()
     for path in result.written:
@@ -100,9 +102,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def generate_reports(
-    settings: Settings, db: Database, kinds: Sequence[str], *, reuse: bool = False
+    settings: Settings,
+    db: Database,
+    kinds: Sequence[str],
+    *,
+    reuse: bool = False,
+    progress: terminal.Bar | None = None,
 ) -> ReportResult:
-    """Write the given reports and index.html; `reuse` skips recomputing unchanged results."""
+    """Write the given reports and index.html; `reuse` skips recomputing unchanged results;
+    `progress` is advanced once per report."""
     ctx = _Context(settings, db)
     written: list[Path] = []
     failed: dict[str, str] = {}
@@ -113,11 +121,15 @@ def generate_reports(
         "review": _review,
     }
     for kind in kinds:
+        if progress is not None:
+            progress.update(text=f"writing the {kind} report")
         try:
             written.append(builders[kind](ctx, reuse))
         except Exception as exc:  # one broken report must not stop the others
             logger.exception("the %s report failed", kind)
             failed[kind] = f"{type(exc).__name__}: {exc}"
+        if progress is not None:
+            progress.advance()
     stamp = Stamp.now(ctx.version(), ctx.data_fingerprint)
     written.append(write_index(settings.reports.dir, stamp, private=settings.reports.private))
     return ReportResult(tuple(written), failed)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-import time
 from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from detector.errors import ModelLoadError
 from storage.db import Database
+from watcher import terminal
 from watcher.messages import Verdict
 from watcher.scanning import ScanFailed, ScanTally, expand_targets, run_scan
 from watcher.settings import Settings
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_MISSING = 2
-PROGRESS_EVERY_S = 0.2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,41 +54,32 @@ def format_line(verdict: Verdict) -> str:
 
 
 class Printer:
-    """Writes verdict lines to stdout and, on a terminal, a progress line to stderr."""
+    """Writes verdict lines to stdout and, on a terminal, a progress bar to stderr."""
 
     def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
         self._json = as_json
-        self._out = out
         self._err = err
-        self._progress = err.isatty()
-        self._drawn = False
-        self._next_draw = 0.0
+        self._stack = contextlib.ExitStack()
+        self._bar = self._stack.enter_context(terminal.progress_bar("screening", err=err, out=out))
 
     def __call__(self, verdict: Verdict | None, tally: ScanTally, total: int | None) -> None:
-        """Print one verdict (None: just refresh the progress line)."""
+        """Print one verdict (None: just refresh the progress bar)."""
         if verdict is not None:
-            self._clear()
             line = json.dumps(verdict.to_json_dict()) if self._json else format_line(verdict)
-            self._out.write(line + "\n")
-            self._out.flush()
-        if self._progress and time.monotonic() >= self._next_draw:
-            self._next_draw = time.monotonic() + PROGRESS_EVERY_S
-            of = f"/{total}" if total is not None else ""
-            self._err.write(f"\rscreened {tally.total}{of} ... {tally.rejected} rejected")
-            self._err.flush()
-            self._drawn = True
+            self._bar.line(line)
+        text = f"screened {tally.total}, {tally.rejected} rejected"
+        self._bar.update(completed=tally.total, total=total, text=text)
 
-    def _clear(self) -> None:
-        if self._drawn:
-            self._err.write("\r\x1b[K")
-            self._err.flush()
-            self._drawn = False
+    def close(self) -> None:
+        """Remove the progress bar (idempotent)."""
+        self._stack.close()
 
     def finish(self, tally: ScanTally) -> None:
-        """Clear the progress line and, on a terminal, print the summary."""
-        self._clear()
-        if self._progress:
+        """Remove the progress bar and, on a terminal, print the summary."""
+        self.close()
+        if self._bar.active:
             self._err.write(f"scanned {tally.summary()}\n")
+            self._err.flush()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,11 +104,14 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
         with Database.open(settings.storage) as db:
             tally = run_scan(settings, db, targets, printer)
     except ModelLoadError as exc:
+        printer.close()
         print(f"deepfake-detector scan: no usable model: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (ScanFailed, OSError, SQLAlchemyError) as exc:
         printer.finish(ScanTally())
         print(f"deepfake-detector scan: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        printer.close()  # an interrupt must not leave the bar drawn
     printer.finish(tally)
     return EXIT_MISSING if missing else 0

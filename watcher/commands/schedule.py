@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TextIO
 
 from storage.db import Database
-from watcher import scheduler
+from watcher import scheduler, terminal
 from watcher.scheduler import JobInfo, SchedulerConfigError
 from watcher.settings import Settings
 
@@ -81,9 +81,7 @@ def write_jobs(jobs: Sequence[JobInfo], out: TextIO) -> None:
         return
     header = ("JOB", "NEXT RUN (UTC)", "TRIGGER", "WHAT")
     rows = [(j.id, _when(j.next_run_time), j.trigger, j.name) for j in jobs]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for line in [header, *rows]:
-        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    terminal.write_table(out, header, rows)
 
 
 def _when(value: datetime | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from storage import queries
 from storage.db import Database
 from storage.queries import VERDICT_COLUMNS, VerdictRow
+from watcher import terminal
 from watcher.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -127,10 +128,7 @@ def write_table(rows: Sequence[VerdictRow], out: TextIO) -> None:
         out.write("no verdicts match\n")
         return
     cells = [[_cell(name, getattr(row, name)) for name in TABLE_COLUMNS] for row in rows]
-    header = [name.upper() for name in TABLE_COLUMNS]
-    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
-    for line in [header, *cells]:
-        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    terminal.write_table(out, [name.upper() for name in TABLE_COLUMNS], cells)
 
 
 def _cell(name: str, value: Any) -> str:
