@@ -177,7 +177,8 @@ def _model_card(inp: EvaluationInput) -> Section:
             ("trained on (fingerprint)", meta.data_fingerprint or "—"),
             ("created", meta.created_at),
         ]
-    rows += [("test data", inp.dataset or "—"), ("test data fingerprint", inp.data_fingerprint)]
+    fp_name = "data fingerprint (all splits)" if inp.recorded else "test data fingerprint"
+    rows += [("test data", inp.dataset or "—"), (fp_name, inp.data_fingerprint)]
     blocks: list[Block] = [Table(("", "value"), tuple(rows))]
     blocks += [Note(n) for n in inp.notes]
     if meta is None:

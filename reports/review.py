@@ -84,6 +84,8 @@ def card(item: ReviewItem, command: str) -> ReviewCard:
     if str(where) != item.path:
         facts.append(("now at", str(where)))
     facts.append(("faces", _faces_text(item.faces, item.face_count)))
+    if item.decided_by and item.decided_by != "model":  # e.g. provenance metadata said so
+        facts.append(("decided by", item.decided_by))
     if item.whole_score is not None:
         facts.append(("whole picture", f"{item.whole_score:.3f}"))
     facts.append(("model", item.model_version or "—"))

@@ -52,6 +52,7 @@ class ReviewItem:
     faces: tuple[FaceBox, ...]
     face_count: int | None = None  # faces found (0 = none); None = not recorded (older model)
     whole_score: float | None = None  # the whole-picture view's score, where recorded
+    decided_by: str | None = None  # what made the label (the model, provenance ...), if recorded
 
     @property
     def flagged(self) -> bool:
@@ -130,6 +131,7 @@ def _item(row: Mapping[str, Any], faces: Sequence[FaceBox]) -> ReviewItem:
         faces=tuple(faces),
         face_count=None if row.get("faces") is None else int(row["faces"]),
         whole_score=_float(row.get("whole_score")),
+        decided_by=row.get("decided_by"),
     )
 
 

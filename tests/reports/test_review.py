@@ -139,6 +139,33 @@ def test_review_page_draws_the_faces_with_their_scores(
     assert r > 150 and g < 110 and b < 110, (r, g, b)
 
 
+def test_evidence_and_what_decided_are_shown_escaped(
+    tmp_path: Path, review_settings: Settings
+) -> None:
+    db = Database.open(review_settings.storage)
+    try:
+        pid = _screened(Seed(db), _picture(tmp_path / "c2pa.jpg"), "ai", 0.99, 1)
+        with db.session() as s:
+            if not inspect(s.connection()).has_table("evidence"):
+                pytest.skip("the schema has no evidence yet (migration 0003)")
+            s.execute(
+                text("UPDATE predictions SET decided_by = 'provenance' WHERE id = :p"), {"p": pid}
+            )
+            s.execute(
+                text(
+                    "UPDATE images SET evidence = :e WHERE id = "
+                    "(SELECT image_id FROM predictions WHERE id = :p)"
+                ),
+                {"e": "C2PA: trainedAlgorithmicMedia by <b>Gen</b>", "p": pid},
+            )
+        html = _review_html(review_settings, db)
+    finally:
+        db.close()
+    flagged = section(html, "flagged")
+    assert "C2PA: trainedAlgorithmicMedia by &lt;b&gt;Gen&lt;/b&gt;" in flagged
+    assert "<dt>decided by</dt><dd>provenance</dd>" in flagged
+
+
 def test_thumbnails_and_the_page_stay_small(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, reports={"review_count": 12})
     db = Database.open(settings.storage)
