@@ -43,15 +43,10 @@ from training.datasets import (
     load_layout,
     merge,
 )
-from watcher.commands.report import (
-    PER_IMAGE,
-    generate_reports,
-    per_image,
-    scored_images,
-    test_dataset_name,
-)
+from watcher.commands.report import generate_reports
 from watcher.models_watch import load_classifier, resolve_model
 from watcher.settings import Settings
+from watcher.stored_evaluations import PER_IMAGE, per_image, scored_images, test_dataset_name
 
 logger = logging.getLogger(__name__)
 
