@@ -149,3 +149,20 @@ def test_training_serving_and_the_combination_on_real_faces(
     report = evaluate(result.bundle_dir, splits.test)
     assert report.metrics["n"] == test["n"]
     assert report.metrics["roc_auc"] == pytest.approx(test["roc_auc"], abs=0.02)
+
+
+def test_the_combination_rule_weighs_the_view_that_carries_the_evidence() -> None:
+    # Face swaps: only the face logit separates the classes; the whole view is noise.
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0.0, 1.0], 200)
+    whole = rng.normal(0.0, 1.0, 400)
+    face = np.where(labels > 0, 2.0, -2.0) + rng.normal(0.0, 1.0, 400)
+    has = np.ones(400, bool)
+    has[::10] = False  # some pictures without a face
+    face[~has] = np.nan
+    rule = frozen.fit_combination(frozen.PictureLogits(whole, face, has), labels, seed=0)
+    assert rule.face > 1.0 and abs(rule.whole) < 0.5
+    probs = frozen.picture_probs(rule, frozen.PictureLogits(whole, face, has))
+    assert ((probs >= 0.5) == (labels > 0))[has].mean() > 0.9
+    # Without a face the whole-view rule alone decides, whatever the face weight.
+    assert rule.logit(1.0, []) == pytest.approx(rule.whole_only * 1.0 + rule.bias_only)
