@@ -7,7 +7,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -100,17 +100,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 since=args.since,
                 limit=args.limit or None,
             )
+            faces = (
+                queries.faces_for_files(session, [r.id for r in rows])
+                if args.format == "json"
+                else {}
+            )
     finally:
         db.close()
-    writers = {"table": write_table, "csv": write_csv, "json": write_json}
+    if args.format == "json":
+        write_json(rows, sys.stdout, faces)
+        return 0
+    writers = {"table": write_table, "csv": write_csv}
     writers[args.format](rows, sys.stdout)
     return 0
 
 
-def write_json(rows: Sequence[VerdictRow], out: TextIO) -> None:
-    """One JSON object per line."""
+def write_json(
+    rows: Sequence[VerdictRow],
+    out: TextIO,
+    faces: Mapping[int, Sequence[queries.FaceRecord]] | None = None,
+) -> None:
+    """One JSON object per line: the view's columns, then `face_list` (every face)."""
     for row in rows:
-        out.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
+        data = row.to_dict()
+        found = (faces or {}).get(row.id, [])
+        data["face_list"] = None if row.faces is None else [f.to_json_dict() for f in found]
+        out.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def write_csv(rows: Sequence[VerdictRow], out: TextIO) -> None:
