@@ -116,18 +116,22 @@ def correction_commands(command: str, path: Path, label: str | None) -> tuple[st
 def thumbnail_with_faces(path: Path, faces: Sequence[FaceBox], label: str) -> tuple[str, str]:
     """(JPEG data: URI with the faces boxed, "") or ("", why there is no thumbnail)."""
     try:
-        im = _open_oriented(path)
+        im, source_w = _open_oriented(path)
     except ImageRejected as exc:
-        return "", f"no thumbnail: {exc.reason}"
-    source_w = im.width
-    im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        gone = exc.code in ("vanished", "not_a_file")
+        return "", "no thumbnail: the file is no longer there" if gone else f"no thumbnail: {exc}"
+    # Small pictures are enlarged too, so boxes and scores are drawn at the size shown.
+    scale = THUMB_SIDE / max(im.width, im.height)
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    im = im.resize(size, Image.Resampling.BILINEAR)
     if faces:
         _draw_boxes(im, faces, im.width / max(source_w, 1), BOX_COLOURS.get(label, "#2457a6"))
     return _jpeg_uri(im), ""
 
 
-def _open_oriented(path: Path) -> Image.Image:
-    """The picture as displayed (EXIF orientation applied), RGB, decoded at reduced size."""
+def _open_oriented(path: Path) -> tuple[Image.Image, int]:
+    """The picture as displayed (EXIF orientation applied), RGB, decoded at reduced size, and
+    its full width in source pixels (the unit of the face boxes)."""
     data = read_file(path, _LIMITS)
     try:
         with Image.open(io.BytesIO(data)) as raw:
@@ -139,12 +143,9 @@ def _open_oriented(path: Path) -> Image.Image:
             raw.load()
             oriented = ImageOps.exif_transpose(raw) or raw
             im = oriented.convert("RGB")
-            # Boxes are in source pixels: undo the decode reduction in the reported width.
-            rotated = oriented.size != raw.size
-            width = full[1] if rotated else full[0]
-            if im.width != width:
-                im = im.resize((width, round(im.height * width / im.width)))
-            return im
+            # The decoder may have reduced the picture (draft); boxes are in full-size pixels.
+            rotated = (oriented.width > oriented.height) != (raw.width > raw.height)
+            return im, full[1] if rotated else full[0]
     except ImageRejected:
         raise
     except Exception as exc:  # any decoder failure: a placeholder, never a broken page

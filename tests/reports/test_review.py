@@ -183,6 +183,22 @@ def test_thumbnails_and_the_page_stay_small(tmp_path: Path) -> None:
     assert len(html.encode()) <= 12 * (THUMB_MAX_BYTES * 4 // 3 + 3_000) + 20_000
 
 
+def test_boxes_follow_exif_orientation_on_a_large_jpeg(tmp_path: Path) -> None:
+    """Boxes are in displayed source pixels; the decoder's reduction and rotation are undone."""
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 2400x1200, displayed rotated: 1200 wide, 2400 high
+    Image.new("RGB", (2400, 1200), (128, 128, 128)).save(path, "JPEG", exif=exif)
+    box = FaceBox(0, 200, 1400, 400, 400, 0.9, 0.9)
+    uri, why = thumbnail_with_faces(path, (box,), "ai")
+    assert why == ""
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))))
+    assert thumb.shape[:2] == (160, 80)
+    scale = 160 / 2400
+    r, g, b = thumb[round((1400 + 200) * scale), round(200 * scale)].astype(int)
+    assert r > 150 and g < 110 and b < 110, (r, g, b)
+
+
 def test_a_file_that_is_not_a_picture_gets_a_placeholder(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a picture at all")
