@@ -127,7 +127,16 @@ def run_retraining(
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+    return {k: _json_value(v) for k, v in data.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """Paths as strings, also inside lists ([training] data is a list of folders)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _retrain(
