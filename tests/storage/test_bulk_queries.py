@@ -118,13 +118,14 @@ def test_concurrent_discovery_of_the_same_files_creates_each_once(
     def writer(index: int, items: list[q.FileArrival]) -> None:
         try:
             with Database.open(storage_cfg, migrate_schema=False) as other:
-                start.wait()
+                start.wait(timeout=60)
                 for at in range(0, len(items), 20):
                     chunk = items[at : at + 20]
                     found = other.retrying(lambda s, chunk=chunk: q.discover_files(s, chunk))
                     created[index] += [row.id for row, new in found if new]
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
+            start.abort()  # the other writer must not wait for this one forever
 
     threads = [
         threading.Thread(target=writer, args=(0, arrivals)),

@@ -94,11 +94,15 @@ def test_concurrent_claimers_never_share_a_file(
         )
     claimed: dict[str, list[int]] = {"a": [], "b": [], "c": []}
     barrier = threading.Barrier(len(claimed))
+    errors: list[BaseException] = []
+    # Each its own engine and connections, like a process; opened here, one after the other:
+    # opening is not under test, and a worker dying before the barrier would hang the rest.
+    handles = {name: Database.open(storage_cfg) for name in claimed}
 
     def worker(name: str) -> None:
-        own = Database.open(storage_cfg)  # its own engine and connections, like a process
+        own = handles[name]
         try:
-            barrier.wait()
+            barrier.wait(timeout=60)
             while True:
                 rows = own.retrying(
                     lambda s: q.claim_files(s, worker=name, limit=7, stale_after_s=3600),
@@ -108,6 +112,9 @@ def test_concurrent_claimers_never_share_a_file(
                 if not rows:
                     return
                 claimed[name] += [r.id for r in rows]
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            barrier.abort()
         finally:
             own.close()
 
@@ -116,6 +123,7 @@ def test_concurrent_claimers_never_share_a_file(
         t.start()
     for t in threads:
         t.join()
+    assert not errors
     everything = [i for ids in claimed.values() for i in ids]
     assert len(everything) == len(set(everything)) == 120
     with seed.db.session() as s:
