@@ -9,11 +9,14 @@ takes raw 0..255 pixels and returns one logit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,16 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from rich.console import Console
+from rich.progress import Progress
 from sklearn.linear_model import LogisticRegression
 
 from detector.scoring import CombineRule
 from training import augment as aug
 from training import calibration, evaluate
 from training.backbone import BACKBONE_NAME, NORM_NAME, copy_head, feature_model, head_model
+from training.bars import bar_columns, is_terminal
+from training.progress import EpochProgress
 from training.viewsets import ViewSet
 
 logger = logging.getLogger(__name__)
@@ -71,7 +78,12 @@ class FeatureExtractor:
             digest.update(np.ascontiguousarray(weight).tobytes())
         self.identity = digest.hexdigest()[:24]
 
-    def __call__(self, pixels: np.ndarray, augment_pass: int = 0) -> np.ndarray:
+    def __call__(
+        self,
+        pixels: np.ndarray,
+        augment_pass: int = 0,
+        advance: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         """(N, D) float32 features; pass k > 0 applies augmentation with its own seeds."""
         out = []
         for start in range(0, len(pixels), BATCH):
@@ -81,6 +93,8 @@ class FeatureExtractor:
                 seed = tf.constant([self._seed + augment_pass, start], dtype=tf.int32)
                 x = aug.augment_batch(x, seed, self._augment)
             out.append(self._features(x).numpy())
+            if advance is not None:
+                advance(len(batch))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -128,33 +142,62 @@ def view_features(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stacked features of whole and face views over `passes` copies (0 = unaugmented):
     (features, labels, is_face, picture index)."""
-    feats, labels, is_face, index = [], [], [], []
+    feats: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    is_face: list[np.ndarray] = []
+    index: list[np.ndarray] = []
     faces = np.flatnonzero(views.has_face)
-    for k in range(passes):
-        for pixels, rows, face in (
-            (views.whole, np.arange(len(views)), False),
-            (views.face, faces, True),
-        ):
-            if not len(rows):
-                continue
-            started = time.perf_counter()
-            feats.append(extract(pixels[rows], k))
-            labels.append(views.labels[rows])
-            is_face.append(np.full(len(rows), face))
-            index.append(rows)
-            logger.info(
-                "features: pass %d, %s views, %d images, %.0f images/s",
-                k,
-                "face" if face else "whole",
-                len(rows),
-                len(rows) / max(time.perf_counter() - started, 1e-9),
-            )
+    total = passes * (len(views) + len(faces))
+    with feature_bar(total) as advance:
+        for k in range(passes):
+            _pass_features(extract, views, faces, k, advance, (feats, labels, is_face, index))
     return (
         np.concatenate(feats),
         np.concatenate(labels),
         np.concatenate(is_face),
         np.concatenate(index),
     )
+
+
+@contextlib.contextmanager
+def feature_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the views (on a terminal's stderr only; logs say the rest)."""
+    if not is_terminal(sys.stderr):
+        yield lambda n: None
+        return
+    with Progress(*bar_columns(), console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task("backbone features", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _pass_features(
+    extract: FeatureExtractor,
+    views: ViewSet,
+    faces: np.ndarray,
+    k: int,
+    advance: Callable[[int], None],
+    out: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """One pass: whole views, then face views, appended to `out`."""
+    feats, labels, is_face, index = out
+    for pixels, rows, face in (
+        (views.whole, np.arange(len(views)), False),
+        (views.face, faces, True),
+    ):
+        if not len(rows):
+            continue
+        started = time.perf_counter()
+        feats.append(extract(pixels[rows], k, advance))
+        labels.append(views.labels[rows])
+        is_face.append(np.full(len(rows), face))
+        index.append(rows)
+        logger.info(
+            "features: pass %d, %s views, %d images, %.0f images/s",
+            k,
+            "face" if face else "whole",
+            len(rows),
+            len(rows) / max(time.perf_counter() - started, 1e-9),
+        )
 
 
 def fit_head(
@@ -193,7 +236,7 @@ def fit_head(
         epochs=max_epochs,
         batch_size=256,
         class_weight=weights,
-        callbacks=[stop],
+        callbacks=[stop, EpochProgress(max_epochs, -(-len(train_x) // 256))],
         verbose=0,
     )
     losses = history.history["val_loss"]
