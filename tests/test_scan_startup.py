@@ -17,8 +17,8 @@ from watcher import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # Never needed to screen a file: TensorFlow/Keras (LiteRT serves), reports and training stacks,
-# OpenCV (Pillow decodes), Jinja2 (reports).
-HEAVY = ("tensorflow", "keras", "matplotlib", "sklearn", "cv2", "jinja2")
+# Jinja2 (reports). OpenCV is needed: the face detector (YuNet) runs in it.
+HEAVY = ("tensorflow", "keras", "matplotlib", "sklearn", "jinja2")
 # Imported only to migrate a database (alembic brings Mako, Mako brings Pygments).
 ALEMBIC = ("alembic", "mako", "pygments")
 
