@@ -33,8 +33,9 @@ FILES = int(os.environ.get("DFD_SCALE_OUT_FILES", "3000"))
 DAEMONS = ("daemon-1", "daemon-2", "daemon-3")
 VICTIM = DAEMONS[0]
 # Small, so the test need not wait long for the dead daemon's claims to expire; far longer
-# than a live daemon holds a claim (a batch of 16 tiny images takes milliseconds).
-CLAIM_TIMEOUT_S = 4.0
+# than a live daemon holds a claim (up to queue_size files, a second or so) even on a busy
+# machine: a live claim taken over would have its file screened twice.
+CLAIM_TIMEOUT_S = 8.0
 # Verdicts the victim has stored when it is killed: a few batches of 16.
 KILL_AFTER = min(64, FILES // 10)
 
