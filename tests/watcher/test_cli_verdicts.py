@@ -90,6 +90,7 @@ def test_table_lists_final_verdicts_aligned(
         "STATUS",
         "LABEL",
         "SCORE",
+        "FACES",
         "DECIDED_BY",
         "MODEL_VERSION",
         "PATH",

@@ -27,6 +27,7 @@ TABLE_COLUMNS = (
     "status",
     "label",
     "score",
+    "faces",
     "decided_by",
     "model_version",
     "path",
