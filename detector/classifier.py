@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 BACKENDS: Final[tuple[str, ...]] = ("auto", "keras", "litert")
 MIXED_PRECISION_MODES: Final[tuple[str, ...]] = ("auto", "on", "off")
 _PROBE_SIZE: Final[int] = 2
+# Most views (whole pictures and faces) in one model call.
+MAX_VIEWS_PER_CALL: Final[int] = 64
 # NVIDIA driver on Linux, or the WSL2 GPU bridge that TensorFlow's CUDA build uses on Windows.
 _GPU_DRIVER_PATHS: Final[tuple[str, ...]] = ("/proc/driver/nvidia/gpus", "/dev/nvidia0", "/dev/dxg")
 
@@ -166,7 +168,15 @@ class Classifier:
         if not pictures:
             return []
         stacks = [p.stack() for p in pictures]
-        logits = self.predict_logits(np.concatenate(stacks))
+        every_view = np.concatenate(stacks)
+        # Bounded model calls: a batch of group photos holds up to batch_size x (1 + max_faces)
+        # views, and the runtime's memory grows with the call's batch (1.6 GB at 2048 px).
+        logits = np.concatenate(
+            [
+                self.predict_logits(every_view[start : start + MAX_VIEWS_PER_CALL])
+                for start in range(0, len(every_view), MAX_VIEWS_PER_CALL)
+            ]
+        )
         scored: list[PictureScore] = []
         start = 0
         for views, stack in zip(pictures, stacks, strict=True):

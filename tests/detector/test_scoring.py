@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,3 +32,42 @@ def test_stored_rules_round_trip_and_bad_ones_are_refused() -> None:
     assert CombineRule.from_meta(rule.to_dict(), 1.0) == rule
     with pytest.raises(ValueError, match="non-finite"):
         CombineRule.from_meta(rule.to_dict() | {"face": math.inf}, 1.0)
+
+
+def test_many_views_are_scored_in_bounded_calls_with_the_same_results(face_bundle: Path) -> None:
+    from detector.classifier import MAX_VIEWS_PER_CALL, Classifier
+    from detector.faces import AlignedFace, FaceBox
+    from detector.views import Views
+
+    classifier = Classifier.load(face_bundle)
+    size = classifier.input_size
+    rng = np.random.default_rng(5)
+    calls: list[int] = []
+    original = classifier.predict_logits
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return original(batch)
+
+    classifier.predict_logits = counting  # type: ignore[method-assign]
+    pictures = [
+        Views(
+            whole=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+            faces=tuple(
+                AlignedFace(
+                    FaceBox(0, 0, 10, 10, 0.9), rng.integers(0, 256, (size, size, 3), np.uint8), 0.0
+                )
+                for _ in range(2)
+            ),
+            source_width=size,
+            source_height=size,
+            format="JPEG",
+        )
+        for _ in range(40)
+    ]
+    together = classifier.score_pictures(pictures)
+    assert max(calls) <= MAX_VIEWS_PER_CALL and sum(calls) == 120
+    alone = [classifier.score_pictures([p])[0] for p in pictures]
+    for a, b in zip(together, alone, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-6)
+        assert [f.score for f in a.faces] == pytest.approx([f.score for f in b.faces], abs=1e-6)
