@@ -491,14 +491,28 @@ class DbWriter(Worker):
         if to_move:
             self._dispose(to_move)
 
-    def _store_batch(self, s: Session, outcomes: list[Outcome]) -> list[StoredFile]:
-        """Store outcomes in order: model verdicts set-based, rejections (rare) row by row."""
-        classified = [self._classified_file(o) for o in outcomes if isinstance(o, Classified)]
+    def _store_batch(self, s: Session, outcomes: list[Outcome]) -> list[StoredFile | None]:
+        """Store outcomes in order: model verdicts set-based, rejections (rare) row by row.
+
+        Only files this writer still holds the claim on are stored (None for the others:
+        another daemon took them over after claim_timeout_s and screens them itself).
+        """
+        held = queries.held_claims(s, [o.job.file_id for o in outcomes], self._opt.worker_id)
+        for outcome in outcomes:
+            if outcome.job.file_id not in held:
+                logger.warning(
+                    "%s: the claim was taken over by another daemon; its verdict is not stored",
+                    outcome.job.path,
+                )
+        kept = [o for o in outcomes if o.job.file_id in held]
+        classified = [self._classified_file(o) for o in kept if isinstance(o, Classified)]
         screened_at = queries.store_classified(s, classified)
         items = iter(classified)
-        stored: list[StoredFile] = []
+        stored: list[StoredFile | None] = []
         for outcome in outcomes:
-            if isinstance(outcome, Classified):
+            if outcome.job.file_id not in held:
+                stored.append(None)
+            elif isinstance(outcome, Classified):
                 stored.append(_stored(outcome.job, next(items), screened_at))
             else:
                 stored.append(StoredFile.of(self._store_rejected(s, outcome)))

@@ -118,6 +118,28 @@ def _claim(
     return sorted(rows, key=lambda row: row.id)
 
 
+def held_claims(s: Session, file_ids: Collection[int], worker: str) -> set[int]:
+    """The files among `file_ids` still claimed by `worker`, locked until commit (PostgreSQL).
+
+    Another daemon takes over a claim older than its claim timeout; a verdict stored for such
+    a file anyway would screen it twice. Locking the rows makes the check and the store one
+    step for other daemons (SQLite has one writer at a time anyway).
+    """
+    held: set[int] = set()
+    for chunk in _chunks(sorted(set(file_ids))):
+        stmt = (
+            select(FileRow.id)
+            .where(
+                FileRow.id.in_(chunk),
+                FileRow.state == FileState.CLAIMED.value,
+                FileRow.claimed_by == worker,
+            )
+            .with_for_update()
+        )
+        held.update(s.scalars(stmt))
+    return held
+
+
 def release_claims(s: Session, worker: str) -> int:
     """Return `worker`'s claimed files to pending (clean shutdown); returns how many.
 

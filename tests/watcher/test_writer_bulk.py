@@ -188,3 +188,19 @@ def test_other_rejections_are_not_screened_again(rig: Rig) -> None:
     with rig.db.session() as s:
         assert q.requeue_rejected(s, [job.file_id], "vanished") == set()
     assert rig.rows()["t.jpg"].state == "rejected"
+
+
+def test_a_verdict_for_a_claim_taken_over_is_not_stored(rig: Rig) -> None:
+    # Another daemon took the claim (this one held it past claim_timeout_s): its verdict
+    # would screen the file twice, so the writer drops it and leaves the file alone.
+    kept_job, lost_job = rig.arrive("kept.jpg", "lost.jpg")
+    with rig.db.session() as s:
+        row = s.get(FileRow, lost_job.file_id)
+        assert row is not None
+        row.claimed_by = "other-daemon"
+    rig.writer._store([rig.verdict(kept_job, _sha("k")), rig.verdict(lost_job, _sha("l"))])
+    rows = rig.rows()
+    assert rows["kept.jpg"].state == "classified" and rows["kept.jpg"].disposition == "moved"
+    assert rows["lost.jpg"].state == "claimed" and rows["lost.jpg"].claimed_by == "other-daemon"
+    assert rows["lost.jpg"].prediction_id is None
+    assert (rig.inbox / "lost.jpg").exists() and not (rig.inbox / "kept.jpg").exists()
