@@ -188,3 +188,47 @@ def test_developer_cli_lists_heads_and_renders_sql(capsys: pytest.CaptureFixture
     sql = capsys.readouterr().out
     assert "CREATE VIEW verdicts AS" in sql
     assert "TIMESTAMP WITH TIME ZONE" in sql
+
+
+# Rows as a 0001 database holds them (its columns only), inserted before upgrading to head.
+_ROWS_0001 = [
+    "INSERT INTO images (id, sha256, size_bytes, width, height, format, first_seen_at) VALUES "
+    "(1, '" + "a" * 64 + "', 100, 64, 48, 'JPEG', '2026-01-01 00:00:00')",
+    "INSERT INTO model_versions (id, version, arch, path, status, input_size, threshold, "
+    "data_fingerprint, metrics, training, created_at) VALUES "
+    "(1, 'v1', 'hp_cnn', '/m', 'champion', 128, 0.5, '', '{}', '{}', '2026-01-01 00:00:00')",
+    "INSERT INTO predictions (id, image_id, model_version_id, score, label, decode_ms, "
+    "infer_ms, created_at) VALUES (1, 1, 1, 0.9, 'ai', 1.0, 2.0, '2026-01-01 00:00:00')",
+    "INSERT INTO files (id, path, sha256, size_bytes, mtime_ns, origin, state, attempts, "
+    "prediction_id, disposition, discovered_at, screened_at, updated_at) VALUES "
+    "(1, '/in/a.jpg', '" + "a" * 64 + "', 100, 1, 'inbox', 'classified', 1, 1, 'moved', "
+    "'2026-01-01 00:00:00', '2026-01-01 00:00:01', '2026-01-01 00:00:01')",
+    "INSERT INTO files (id, path, size_bytes, mtime_ns, origin, state, attempts, reason_code, "
+    "reason, discovered_at, screened_at, updated_at) VALUES "
+    "(2, '/in/b.jpg', 0, 1, 'inbox', 'rejected', 1, 'empty', 'the file is empty', "
+    "'2026-01-01 00:00:00', '2026-01-01 00:00:01', '2026-01-01 00:00:01')",
+]
+
+
+def test_upgrading_from_the_first_revision_keeps_every_verdict(empty_engine: Engine) -> None:
+    # Later revisions rebuild tables (SQLite batch mode) and recreate the view: a user's
+    # history must come through whole.
+    with empty_engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0001")
+        for sql in _ROWS_0001:
+            conn.execute(text(sql))
+    assert migrate.upgrade(empty_engine) is True
+    _assert_at_head(empty_engine)
+    with empty_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, path, status, label, score, model_version, reason_code, faces,"
+                " face_score, whole_score FROM verdicts ORDER BY id"
+            )
+        ).all()
+        predictions = conn.execute(text("SELECT id, score, label FROM predictions")).all()
+    assert [tuple(r) for r in rows] == [
+        (1, "/in/a.jpg", "classified", "ai", 0.9, "v1", None, None, None, None),
+        (2, "/in/b.jpg", "rejected", None, None, None, "empty", None, None, None),
+    ]
+    assert [tuple(p) for p in predictions] == [(1, 0.9, "ai")]
