@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,12 +17,14 @@ from detector.faces import FaceOptions
 from detector.imageio import LoadLimits
 from training import architectures, frozen
 from training.backbone import (
+    BACKBONE_NAME,
     TAPS,
     build_mobilenet_ms,
     feature_width,
     float16_copy,
     load_mobilenet,
 )
+from training.backbone_run import initial_model
 from training.datasets import SPLITS, load_layout
 from training.evaluate import evaluate
 from training.fit import FitSettings, train
@@ -149,6 +152,17 @@ def test_training_serving_and_the_combination_on_real_faces(
     report = evaluate(result.bundle_dir, splits.test)
     assert report.metrics["n"] == test["n"]
     assert report.metrics["roc_auc"] == pytest.approx(test["roc_auc"], abs=0.02)
+    # Retraining starts from this bundle's backbone: no ImageNet file needed any more.
+    again = initial_model(
+        dataclasses.replace(settings, backbone_weights="/nonexistent"), result.bundle_dir
+    )
+    saved = keras.saving.load_model(result.bundle_dir / "model.keras", compile=False)
+    for got, want in zip(
+        again.get_layer(BACKBONE_NAME).get_weights(),
+        saved.get_layer(BACKBONE_NAME).get_weights(),
+        strict=True,
+    ):
+        assert np.allclose(got, want.astype(np.float32), atol=1e-6)
 
 
 def test_the_combination_rule_weighs_the_view_that_carries_the_evidence() -> None:
