@@ -19,7 +19,14 @@ logger = logging.getLogger(__name__)
 
 CPU_BACKENDS = ("keras", "litert")
 MODEL_ROUNDS = 3
-TRAINING_KEYS = ("images_per_second", "train_seconds", "wall_seconds", "epochs_run", "cpu_count")
+TRAINING_KEYS = (
+    "images_per_second",
+    "train_seconds",
+    "wall_seconds",
+    "epochs_run",
+    "feature_rows",
+    "cpu_count",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,12 +193,15 @@ def training_rows(results: dict[str, Any]) -> list[Target]:
         return []
     ips = training.get("images_per_second", 0.0)
     wall_min = training.get("wall_seconds", 0.0) / 60.0
-    epochs = training.get("epochs_run", "?")
+    if "feature_rows" in training:  # pretrained arch: backbone features, then the head
+        work = f"{training['feature_rows']} feature rows (caches as that run found them)"
+    else:
+        work = f"{training.get('epochs_run', '?')} epochs"
     return [
         Target(
             "training the default model",
             "-",
-            f"{ips:.0f} img/s, {wall_min:.1f} min wall, {epochs} epochs",
+            f"{ips:.0f} img/s, {wall_min:.1f} min wall, {work}",
             None,
         )
     ]
