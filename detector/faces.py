@@ -198,12 +198,7 @@ def oval_mask(size: int, oval: tuple[float, float]) -> np.ndarray:
     centre = (size - 1) / 2.0
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     rx, ry = oval[0] * size / 2.0, oval[1] * size / 2.0
-    return bool_array(((xs - centre) / rx) ** 2 + ((ys - centre) / ry) ** 2 <= 1.0)
-
-
-def bool_array(values: np.ndarray) -> np.ndarray:
-    """A contiguous bool copy (masks are reused across threads, so never views)."""
-    return np.ascontiguousarray(values, dtype=bool)
+    return ((xs - centre) / rx) ** 2 + ((ys - centre) / ry) ** 2 <= 1.0
 
 
 _MASKS: dict[tuple[int, float, float], np.ndarray] = {}
@@ -300,4 +295,4 @@ def _inside_picture(matrix: np.ndarray, width: int, height: int, size: int) -> n
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     sx = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
     sy = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-    return bool_array((sx >= -0.5) & (sx <= width - 0.5) & (sy >= -0.5) & (sy <= height - 0.5))
+    return (sx >= -0.5) & (sx <= width - 0.5) & (sy >= -0.5) & (sy <= height - 0.5)

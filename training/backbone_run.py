@@ -15,7 +15,7 @@ from detector.bundle import KERAS_FILE, ModelMeta, new_version
 from detector.faces import FaceOptions
 from training import calibration, evaluate, frozen, pipeline
 from training import litert as litert_export
-from training.backbone import BACKBONE_NAME, build_mobilenet_ms, float16_copy
+from training.backbone import BACKBONE_NAME, build_mobilenet_ms, copy_head, float16_copy
 from training.datasets import SPLITS, DatasetSplits, dataset_info, fingerprint
 from training.fit import FitSettings, TrainResult
 from training.publish import environment, publish_vetted
@@ -45,7 +45,7 @@ def _from_bundle(settings: FitSettings, bundle: Path) -> keras.Model:
 
 def split_logits(head: frozen.Head, rows: frozen.Rows, n: int) -> frozen.PictureLogits:
     """Picture logits of a split from its unaugmented feature rows."""
-    logits = frozen.head_logits(head, rows.feats) if len(rows.feats) else np.zeros(0)
+    logits = head.logits(rows.feats) if len(rows.feats) else np.zeros(0)
     whole = np.zeros(n)
     face = np.full(n, np.nan)
     whole[rows.index[~rows.is_face]] = logits[~rows.is_face]
@@ -58,7 +58,7 @@ def _check_head(model: keras.Model, head: frozen.Head, views: ViewSet, rows: fro
     probe = views.whole[:4]
     got = np.asarray(model(probe.astype(np.float32), training=False)).reshape(-1)
     picked = [int(np.flatnonzero((rows.index == i) & ~rows.is_face)[0]) for i in range(len(probe))]
-    want = frozen.head_logits(head, rows.feats[picked])
+    want = head.logits(rows.feats[picked])
     if not np.allclose(got, want, atol=1e-3 * max(1.0, float(np.abs(want).max()))):
         raise RuntimeError(f"model logits {got} differ from the fitted head's {want}")
 
@@ -111,7 +111,7 @@ def train_backbone(
     t0 = time.perf_counter()
     train, val = rows["train"], rows["validate"]
     head = frozen.fit_head(train.feats, train.labels, val.feats, val.labels, settings.seed)
-    frozen.install_head(model, head)
+    copy_head(head.model, model)
     _check_head(model, head, views["validate"], val)
     logits = {
         name: split_logits(head, r, len(views[name])) for name, r in rows.items() if name != "train"

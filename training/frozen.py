@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from detector.scoring import CombineRule
 from training import augment as aug
 from training import calibration, evaluate
-from training.backbone import BACKBONE_NAME, NORM_NAME, copy_head, feature_model, head_model
+from training.backbone import BACKBONE_NAME, NORM_NAME, feature_model, head_model
 from training.bars import bar_columns, is_terminal
 from training.progress import EpochProgress
 from training.viewsets import ViewSet
@@ -258,16 +258,6 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: float(len(y) / (2.0 * max(counts[c], 1.0))) for c in (0, 1)}
 
 
-def install_head(model: keras.Model, head: Head) -> None:
-    """Write the fitted head into the full model."""
-    copy_head(head.model, model)
-
-
-def head_logits(head: Head, feats: np.ndarray) -> np.ndarray:
-    """Logits of raw features under a head, as float64."""
-    return head.logits(feats)
-
-
 @dataclass(frozen=True, slots=True)
 class PictureLogits:
     """Per picture: whole-view logit and best face logit (NaN without a face)."""
@@ -275,16 +265,6 @@ class PictureLogits:
     whole: np.ndarray
     face: np.ndarray
     has_face: np.ndarray
-
-
-def picture_logits(head: Head, extract: FeatureExtractor, views: ViewSet) -> PictureLogits:
-    """Unaugmented view logits of every picture of a split."""
-    whole = head_logits(head, extract(views.whole))
-    face = np.full(len(views), np.nan)
-    rows = np.flatnonzero(views.has_face)
-    if len(rows):
-        face[rows] = head_logits(head, extract(views.face[rows]))
-    return PictureLogits(whole=whole, face=face, has_face=views.has_face.copy())
 
 
 def fit_combination(val: PictureLogits, labels: np.ndarray, seed: int) -> CombineRule:
