@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from training import calibration, evaluate
 from training.backbone import BACKBONE_NAME, NORM_NAME, feature_model, head_model
 from training.bars import bar_columns, is_terminal
 from training.progress import EpochProgress
-from training.viewsets import ViewSet
+from training.viewsets import ViewSet, save_cache
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +126,13 @@ def cached_rows(
         with np.load(path) as data:
             return Rows(data["feats"], data["labels"], data["is_face"], data["index"])
     rows = Rows(*view_features(extract, views, passes))
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, feats=rows.feats, labels=rows.labels, is_face=rows.is_face, index=rows.index)
-        os.replace(tmp, path)
-    except OSError as exc:  # a cache is an optimisation
-        logger.warning("could not write backbone-features cache %s: %s", path, exc)
+    arrays = {
+        "feats": rows.feats,
+        "labels": rows.labels,
+        "is_face": rows.is_face,
+        "index": rows.index,
+    }
+    save_cache(path, arrays, "backbone-features")
     return rows
 
 

@@ -93,7 +93,7 @@ def decode_viewsets(
             arrays = {name: data[name] for name in _ARRAYS}
     else:
         arrays = _decode_all(samples, size, options, workers)
-        _write(path, arrays)
+        save_cache(path, arrays, "decoded-views")
     keep = arrays["keep"]
     kept = tuple(s for s, k in zip(samples, keep, strict=True) if k)
     return ViewSet(
@@ -150,14 +150,16 @@ def _decode_all(
     return out
 
 
-def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_cache(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:
+    """Write a cache of arrays as .npz atomically; a failure is logged, never fatal."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)  # never a half-written cache
     except OSError as exc:  # a cache is an optimisation
-        logger.warning("could not write decoded-views cache %s: %s", path, exc)
+        logger.warning("could not write %s cache %s: %s", what, path, exc)
+        tmp.unlink(missing_ok=True)
 
 
 def padding_report(views: ViewSet) -> dict[str, dict[str, float]]:
