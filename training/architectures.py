@@ -31,7 +31,7 @@ class Architecture:
     name: str
     network: NetworkBuilder | None
     description: str
-    # Built around an ImageNet backbone (training.backbone) instead of `network`.
+    # Built around an ImageNet backbone (training.pretrained.network) instead of `network`.
     pretrained: bool = False
 
 
@@ -231,7 +231,7 @@ def build(name: str, image_size: int, weights: str | None = None) -> keras.Model
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
     if arch.pretrained or arch.network is None:
-        from training.backbone import build_mobilenet_ms
+        from training.pretrained.network import build_mobilenet_ms
 
         return build_mobilenet_ms(image_size, weights)
     inputs = modelio.model_input()

@@ -1,9 +1,6 @@
-"""Training: fit a registry architecture, calibrate it on validation, write a model bundle.
-
-The loop is a hand-written `tf.function` step driven through Keras callbacks (progress bar,
-EarlyStopping with best-weight restore, ModelCheckpoint, CSVLogger): on this 2-core CPU
-`model.fit` sometimes ran epochs at half speed, while a plain compiled step held steady.
-The same code path runs under MirroredStrategy when more than one GPU is visible.
+"""Training: the one entry. It runs the from-scratch or the pretrained fit, then one shared tail:
+export (LiteRT and Keras weight formats, each kept only where accuracy holds), the training
+record, the model contract check, and publication of the bundle.
 """
 
 from __future__ import annotations
@@ -11,314 +8,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from detector.bundle import ModelMeta, new_version
-from training import architectures, calibration, evaluate, pipeline
-from training import augment as aug
+from detector.bundle import new_version
 from training import litert as litert_export
-from training.config import TrainingConfig
-from training.datasets import DatasetSplits, dataset_info, fingerprint
-from training.progress import EpochProgress
+from training import pipeline
+from training.datasets import DatasetSplits, dataset_info
 from training.publish import environment, publish_vetted
+from training.settings import FitSettings, TrainResult
 
 logger = logging.getLogger(__name__)
 
-MONITOR = "val_loss"
-
-
-@dataclass(frozen=True, slots=True)
-class FitSettings:
-    """Everything that determines a training run (stored in model.json for reproduction)."""
-
-    arch: str = "resnet_hp"
-    image_size: int = 128
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    warmup_epochs: int = 1
-    patience: int = 6
-    seed: int = 1337
-    # Exponential moving average of the weights (0 = off), copied into the model at the end
-    # of every epoch: a smoother model than the last noisy step of a small-batch run.
-    ema_momentum: float = 0.99
-    augment: aug.AugmentConfig = field(default_factory=aug.AugmentConfig)
-    # Pretrained architectures: ImageNet weights file ("" = download with weights="imagenet").
-    backbone_weights: str = ""
-    # Pretrained architectures: passes over the training pictures for features (1 = no
-    # augmentation; each further pass is one augmented copy of every picture).
-    feature_passes: int = 3
-
-    def __post_init__(self) -> None:
-        if self.arch not in architectures.ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}")
-
-    @classmethod
-    def from_config(cls, cfg: TrainingConfig, **overrides: Any) -> FitSettings:
-        """Settings from the [training] config table, with CLI overrides (None = keep)."""
-        base = cls(
-            arch=cfg.arch,
-            image_size=cfg.image_size,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            patience=cfg.patience,
-            seed=cfg.seed,
-            backbone_weights=str(cfg.backbone_weights or ""),
-            feature_passes=cfg.feature_passes,
-        )
-        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        data = dataclasses.asdict(self)
-        data["augment"] = self.augment.to_dict()
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class TrainResult:
-    """What a training run produced."""
-
-    bundle_dir: Path
-    meta: ModelMeta
-    history: dict[str, list[float]]
-    run_dir: Path
-    best_epoch: int
-    stopped_early: bool
-    train_seconds: float
-    images_per_second: float
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy across GPUs when there are several, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        logger.info("training on %d GPUs with MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def ema_momentum_for(momentum: float, steps_per_epoch: int) -> float:
-    """The weight-average momentum, its horizon capped at one epoch (0 = no averaging).
-
-    With few steps per epoch (small data sets) an average over ~1/(1-m) steps would still sit
-    near the initial weights when it overwrites them, and the model would never learn.
-    """
-    if momentum <= 0 or steps_per_epoch < 10:
-        return 0.0
-    return min(momentum, 1.0 - 1.0 / steps_per_epoch)
-
-
-def lr_schedule(
-    peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: int
-) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup to `peak`, then cosine decay to 1% of it over the remaining epochs."""
-    warmup = min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch
-    decay = max(1, epochs * steps_per_epoch - warmup)
-    return keras.optimizers.schedules.CosineDecay(
-        peak * 0.1 if warmup else peak,
-        decay_steps=decay,
-        alpha=0.01,
-        warmup_target=peak if warmup else None,
-        warmup_steps=warmup,
-    )
-
-
-def _train_step(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    strategy: tf.distribute.Strategy,
-    global_batch: int,
-) -> Callable[[Any], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
-    """Compiled step: (summed weighted loss / global batch, correct count, batch size)."""
-
-    def replica_step(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        with tf.GradientTape() as tape:
-            logits = tf.reshape(model(x, training=True), [-1])
-            per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
-            loss = tf.nn.compute_average_loss(
-                per_example, sample_weight=w, global_batch_size=global_batch
-            )
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        correct = tf.reduce_sum(tf.cast(tf.equal(logits > 0.0, y > 0.5), tf.float32))
-        return loss, correct, tf.cast(tf.size(y), tf.float32)
-
-    @tf.function
-    def step(batch: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        results = strategy.run(replica_step, args=batch)
-        loss, correct, count = (
-            strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results
-        )
-        return loss, correct, count
-
-    return step
-
-
-def logits_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A compiled inference function (no per-call model.predict overhead)."""
-
-    @tf.function(reduce_retracing=True)
-    def infer(x: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(model(x, training=False), [-1])
-
-    return infer
-
-
-def predict_logits(
-    model: keras.Model, data: pipeline.DecodedSet, batch_size: int = 64
-) -> np.ndarray:
-    """Raw logits (N,) of a decoded set, in order."""
-    if len(data) == 0:
-        return np.zeros((0,), dtype=np.float64)
-    infer = logits_function(model)
-    parts = [infer(x).numpy() for x, _, _ in pipeline.eval_dataset(data, batch_size)]
-    return np.concatenate(parts).astype(np.float64)
-
-
-def _validation_logs(
-    infer: Callable[[tf.Tensor], tf.Tensor], val_ds: tf.data.Dataset, labels: np.ndarray
-) -> dict[str, float]:
-    logits = np.concatenate([infer(x).numpy() for x, _, _ in val_ds]).astype(np.float64)
-    probs = calibration.sigmoid(logits)
-    return {
-        "val_loss": calibration.nll_from_logits(logits, labels),
-        "val_accuracy": float(np.mean((logits > 0.0) == (labels > 0.5))),
-        "val_auc": evaluate.roc_auc(labels, probs),
-    }
-
-
-def _callbacks(
-    model: keras.Model, settings: FitSettings, run_dir: Path, steps: int, verbose: int
-) -> tuple[keras.callbacks.CallbackList, keras.callbacks.EarlyStopping]:
-    checkpoints = run_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    early = keras.callbacks.EarlyStopping(
-        monitor=MONITOR, patience=settings.patience, restore_best_weights=True, verbose=verbose
-    )
-    callbacks = keras.callbacks.CallbackList(
-        [
-            early,
-            keras.callbacks.ModelCheckpoint(str(checkpoints / "epoch-{epoch:03d}.keras")),
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoints / "best.keras"), monitor=MONITOR, save_best_only=True
-            ),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-            *([EpochProgress(settings.epochs, steps)] if verbose > 0 else []),
-        ],
-        add_history=True,
-        # Progress goes to stderr, and as a bar only on a terminal (EpochProgress): Keras's own
-        # bar would write to stdout, which must stay clean for the command's output.
-        add_progbar=False,
-        model=model,
-        verbose=verbose,
-        epochs=settings.epochs,
-        steps=steps,
-    )
-    return callbacks, early
-
-
-def fit_model(
-    model: keras.Model,
-    train: pipeline.DecodedSet,
-    val: pipeline.DecodedSet,
-    settings: FitSettings,
-    run_dir: Path,
-    *,
-    strategy: tf.distribute.Strategy,
-    verbose: int = 1,
-) -> tuple[dict[str, list[float]], keras.callbacks.EarlyStopping, float]:
-    """Run the epochs; returns (history, early-stopping callback, seconds spent in steps)."""
-    batch = min(settings.batch_size, len(train))
-    steps = max(1, len(train) // batch)
-    ema = ema_momentum_for(settings.ema_momentum, steps)
-    with strategy.scope():
-        optimizer = keras.optimizers.Adam(
-            lr_schedule(settings.learning_rate, steps, settings.epochs, settings.warmup_epochs),
-            use_ema=ema > 0,
-            ema_momentum=ema or 0.99,
-            # Overwrite with the average once per epoch, right before validation.
-            ema_overwrite_frequency=steps if ema > 0 else None,
-        )
-        optimizer.build(model.trainable_variables)
-    weights = pipeline.sample_weights(train.labels, pipeline.class_weights(train.labels))
-    batches = iter(
-        strategy.experimental_distribute_dataset(
-            pipeline.train_dataset(train, weights, batch, settings.seed, settings.augment)
-        )
-    )
-    val_ds = pipeline.eval_dataset(val, 128)
-    step = _train_step(model, optimizer, strategy, batch)
-    infer = logits_function(model)
-    callbacks, early = _callbacks(model, settings, run_dir, steps, verbose)
-    model.stop_training = False
-    callbacks.on_train_begin()
-    step_seconds = 0.0
-    for epoch in range(settings.epochs):
-        callbacks.on_epoch_begin(epoch)
-        logs, seconds = _run_epoch(step, batches, steps, callbacks)
-        step_seconds += seconds
-        logs.update(_validation_logs(infer, val_ds, val.labels))
-        logs["lr"] = float(optimizer.learning_rate)
-        logs["epoch_seconds"] = seconds
-        callbacks.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callbacks.on_train_end()
-    history = model.history.history if model.history is not None else {}
-    return {k: [float(v) for v in vs] for k, vs in history.items()}, early, step_seconds
-
-
-def _run_epoch(
-    step: Callable[[Any], tuple[tf.Tensor, tf.Tensor, tf.Tensor]],
-    batches: Iterator[Any],
-    steps: int,
-    callbacks: keras.callbacks.CallbackList,
-) -> tuple[dict[str, float], float]:
-    started = time.perf_counter()
-    loss_sum = correct = count = 0.0
-    for i in range(steps):
-        batch = next(batches)
-        callbacks.on_train_batch_begin(i)
-        loss, right, n = (float(t) for t in step(batch))
-        loss_sum += loss * n
-        correct += right
-        count += n
-        callbacks.on_train_batch_end(i, {"loss": loss_sum / count, "accuracy": correct / count})
-    elapsed = time.perf_counter() - started
-    logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
-    logs["images_per_second"] = count / max(elapsed, 1e-9)
-    return logs, elapsed
-
-
-def calibrate(model: keras.Model, val: pipeline.DecodedSet) -> tuple[float, float, dict[str, Any]]:
-    """(temperature, threshold, summary) fitted on the validation split."""
-    logits = predict_logits(model, val)
-    temperature = calibration.fit_temperature(logits, val.labels)
-    probs = calibration.sigmoid(logits / temperature)
-    threshold = calibration.choose_threshold(probs, val.labels)
-    summary = calibration.calibration_summary(logits, val.labels, temperature)
-    summary["threshold"] = threshold
-    precision = calibration.UNCERTAIN_PRECISION
-    band = calibration.uncertain_band(probs, val.labels, threshold, precision=precision)
-    summary.update(uncertain_band=list(band), uncertain_precision=precision)
-    return temperature, threshold, summary
-
-
-def split_metrics(
-    model: keras.Model, data: pipeline.DecodedSet, temperature: float, threshold: float
-) -> dict[str, Any]:
-    """Evaluation metrics of one decoded split with the fitted calibration."""
-    probs = calibration.sigmoid(predict_logits(model, data) / temperature)
-    return evaluate.compute_metrics(data.labels, probs, data.sources, threshold)
+__all__ = ["FitSettings", "TrainResult", "train"]
 
 
 def train(
@@ -336,120 +38,57 @@ def train(
     verbose: int = 1,
     init_bundle: Path | None = None,
 ) -> TrainResult:
-    """Train, calibrate and evaluate a model, then write its bundle to `dest`."""
-    if architectures.ARCHITECTURES[settings.arch].pretrained:
-        from training.backbone_run import train_pretrained
+    """Train, calibrate and evaluate a model, then write its bundle to `dest`.
 
-        return train_pretrained(
-            splits,
-            settings,
-            dest=dest,
-            run_dir=run_dir,
-            version=version,
-            cache_dir=cache_dir,
-            command=command,
-            export_litert=export_litert,
-            overwrite=overwrite,
-            private=private,
-            init_bundle=init_bundle,
-        )
+    A pretrained architecture starts from `init_bundle`'s backbone when given.
+    """
     started = time.perf_counter()
-    keras.utils.set_random_seed(settings.seed)
-    data = {
-        name: pipeline.decode_samples(splits.split(name), settings.image_size, cache_dir=cache_dir)
-        for name in ("train", "validate", "test")
-    }
-    strategy = distribution_strategy()
-    with strategy.scope():
-        model = architectures.build(settings.arch, settings.image_size)
     run_dir.mkdir(parents=True, exist_ok=True)
-    history, early, step_seconds = fit_model(
-        model,
-        data["train"],
-        data["validate"],
-        settings,
-        run_dir,
-        strategy=strategy,
-        verbose=verbose,
-    )
-    temperature, threshold, calib = calibrate(model, data["validate"])
-    metrics = {
-        name: split_metrics(model, data[name], temperature, threshold)
-        for name in ("validate", "test")
-        if len(data[name])
-    }
-    litert = (
-        _choose_litert(model, settings.image_size, data, temperature, threshold)
-        if export_litert
-        else None
-    )
-    # After the LiteRT export, which needs the float model.
-    split = "test" if len(data["test"]) else "validate"
-    saved_model, keras_weights = litert_export.quantize_keras_if_lossless(
-        model, data[split], temperature=temperature, threshold=threshold
-    )
-    keras_weights["split"] = split
-    epochs_run = len(history.get("loss", []))
-    info = {
+    if settings.pretrained:
+        from training.pretrained.run import fit_pretrained
+
+        fitted = fit_pretrained(splits, settings, cache_dir=cache_dir, init_bundle=init_bundle)
+    else:
+        from training.scratch import fit_scratch
+
+        fitted = fit_scratch(
+            splits, settings, run_dir=run_dir, cache_dir=cache_dir, verbose=verbose
+        )
+    litert, saved, keras_weights = None, fitted.model, {"weights": litert_export.FLOAT32}
+    if export_litert:
+        litert, saved, keras_weights = litert_export.choose_exports(
+            fitted.model,
+            settings.image_size,
+            fitted.export_data,
+            temperature=fitted.meta.temperature,
+            threshold=fitted.export_threshold,
+            half=fitted.half,
+        )
+    info: dict[str, Any] = {
         "command": command,
         "config": settings.to_dict(),
         "dataset": dataset_info(splits),
-        "history": history,
-        "best_epoch": early.best_epoch + 1,
-        "epochs_run": epochs_run,
-        "stopped_early": early.stopped_epoch > 0,
-        "calibration": calib,
+        **fitted.info,
         "class_weights": {
-            str(k): v for k, v in pipeline.class_weights(data["train"].labels).items()
+            str(k): v for k, v in pipeline.class_weights(fitted.train_labels).items()
         },
-        "train_seconds": step_seconds,
-        "images_per_second": epochs_run * len(data["train"]) / max(step_seconds, 1e-9),
         **({"litert": litert.info} if litert is not None else {}),
         "keras_weights": keras_weights,
         **environment(),
     }
-    meta = ModelMeta(
-        version=version or new_version(settings.arch),
-        arch=settings.arch,
-        input_size=settings.image_size,
-        threshold=threshold,
-        temperature=temperature,
-        uncertain_band=(calib["uncertain_band"][0], calib["uncertain_band"][1]),
-        uncertain_precision=calib["uncertain_precision"],
-        data_fingerprint=fingerprint(splits.all()),
-        metrics=metrics,
-        training=info,
+    meta = dataclasses.replace(
+        fitted.meta, version=version or new_version(settings.arch), training=info
     )
-    # Wall time up to the bundle write (the LiteRT export inside it is not training).
+    # Wall time up to the bundle write (the bundle's own checks are not training).
     info["wall_seconds"] = time.perf_counter() - started
-    bundle_dir = publish_vetted(
-        saved_model, meta, dest, litert, overwrite=overwrite, private=private
-    )
+    bundle_dir = publish_vetted(saved, meta, dest, litert, overwrite=overwrite, private=private)
     return TrainResult(
         bundle_dir=bundle_dir,
         meta=meta,
-        history=history,
+        history=info.get("history", {}),
         run_dir=run_dir,
-        best_epoch=early.best_epoch + 1,
-        stopped_early=early.stopped_epoch > 0,
-        train_seconds=step_seconds,
-        images_per_second=info["images_per_second"],
+        best_epoch=int(info.get("best_epoch", 1)),
+        stopped_early=bool(info.get("stopped_early", False)),
+        train_seconds=float(info["train_seconds"]),
+        images_per_second=float(info["images_per_second"]),
     )
-
-
-def _choose_litert(
-    model: keras.Model,
-    size: int,
-    data: dict[str, pipeline.DecodedSet],
-    temperature: float,
-    threshold: float,
-) -> litert_export.LiteRTChoice | None:
-    """The LiteRT model to ship, judged on the test split (validation when there is none)."""
-    split = "test" if len(data["test"]) else "validate"
-    try:
-        return litert_export.choose_litert(
-            model, size, data[split], temperature=temperature, threshold=threshold, split=split
-        )
-    except Exception as exc:  # the bundle is still usable through Keras
-        logger.warning("LiteRT export failed, the bundle ships without it: %s", exc)
-        return None

@@ -4,7 +4,7 @@ Dynamic-range quantization (int8 weights, float activations) makes the `.tflite`
 and CPU screening about twice as fast, but it changes the scores. The performance issue's rule:
 ship it only when test accuracy stays within 0.2 points of the float model; otherwise float32.
 The comparison is made here, at training time, with both exports run through the LiteRT
-interpreter on the held-out split, and stored in model.json for the record. The same rule decides
+interpreter on the validation split, and stored in model.json for the record. The same rule decides
 whether model.keras is saved with int8 weights (Keras `quantize("int8")`): the float32 dense head
 of the default network alone is 13 MB as float32; int8 keeps the bundle a few MB.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,3 +153,36 @@ def keras_accuracy(
     logits = np.asarray(model.predict(pixels, batch_size=_BATCH, verbose=0), dtype=np.float64)
     probs = calibration.sigmoid(logits.reshape(-1) / temperature)
     return float(np.mean((probs >= threshold) == (data.labels >= 0.5)))
+
+
+def choose_exports(
+    model: keras.Model,
+    size: int,
+    data: DecodedSet,
+    *,
+    temperature: float,
+    threshold: float,
+    half: Callable[[keras.Model], keras.Model] | None,
+) -> tuple[LiteRTChoice | None, keras.Model, dict[str, Any]]:
+    """The LiteRT export and the Keras weights to ship, each kept only where accuracy holds on
+    `data` (the validation split); float16 Keras weights are tried where int8 costs accuracy
+    and `half` makes such a copy."""
+    litert = None
+    try:
+        litert = choose_litert(
+            model, size, data, temperature=temperature, threshold=threshold, split="validate"
+        )
+    except Exception as exc:  # the bundle still works through Keras
+        logger.warning("LiteRT export failed, the bundle ships without it: %s", exc)
+    saved, keras_weights = quantize_keras_if_lossless(
+        model, data, temperature=temperature, threshold=threshold
+    )
+    if keras_weights["weights"] == FLOAT32 and half is not None:
+        # int8 loses accuracy on conv-heavy networks; float16 storage halves the file.
+        copy = half(model)
+        accuracy = keras_accuracy(copy, data, temperature, threshold)
+        keras_weights[FLOAT16] = {"accuracy": accuracy}
+        if quantization_keeps_accuracy(keras_weights[FLOAT32]["accuracy"], accuracy):
+            saved, keras_weights["weights"] = copy, FLOAT16
+    keras_weights["split"] = "validate"
+    return litert, saved, keras_weights

@@ -15,8 +15,12 @@ from detector.bundle import read_meta
 from detector.classifier import Classifier
 from detector.faces import FaceOptions
 from detector.imageio import LoadLimits
-from training import architectures, frozen
-from training.backbone import (
+from training import architectures
+from training.datasets import SPLITS, load_layout
+from training.evaluate import evaluate
+from training.fit import FitSettings, train
+from training.pretrained import head as frozen
+from training.pretrained.network import (
     BACKBONE_NAME,
     TAPS,
     build_mobilenet_ms,
@@ -25,10 +29,7 @@ from training.backbone import (
     float16_copy,
     load_mobilenet,
 )
-from training.backbone_run import initial_model
-from training.datasets import SPLITS, load_layout
-from training.evaluate import evaluate
-from training.fit import FitSettings, train
+from training.pretrained.run import initial_model
 from training.viewsets import decode_viewsets
 from watcher.decoding import decode_job
 from watcher.messages import Decoded, Job

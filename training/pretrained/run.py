@@ -1,4 +1,4 @@
-"""One training run of the pretrained-backbone model, from data folders to a model bundle."""
+"""The pretrained run: views, frozen backbone features, the fitted head and the picture rule."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from detector.bundle import KERAS_FILE, ModelMeta, new_version
+from detector.bundle import KERAS_FILE, ModelMeta
 from detector.faces import FaceOptions
-from training import calibration, evaluate, frozen, pipeline
-from training import litert as litert_export
-from training.backbone import BACKBONE_NAME, build_mobilenet_ms, copy_head, float16_copy
-from training.datasets import SPLITS, DatasetSplits, dataset_info, fingerprint
-from training.fit import FitSettings, TrainResult
-from training.publish import environment, publish_vetted
+from training import calibration, evaluate, pipeline
+from training.datasets import SPLITS, DatasetSplits, fingerprint
+from training.pretrained import head as frozen
+from training.pretrained.network import (
+    BACKBONE_NAME,
+    build_mobilenet_ms,
+    copy_head,
+    float16_copy,
+)
+from training.settings import FitSettings, Fitted
 from training.viewsets import ViewSet, decode_viewsets, padding_report
 
 logger = logging.getLogger(__name__)
@@ -89,14 +93,14 @@ def _views_and_rows(
     return views, rows
 
 
-def train_backbone(
+def fit_pretrained(
     splits: DatasetSplits,
     settings: FitSettings,
     *,
     cache_dir: Path | None,
     init_bundle: Path | None = None,
-) -> tuple[keras.Model, ModelMeta, dict[str, Any], dict[str, pipeline.DecodedSet]]:
-    """Fit the model; returns it with its metadata (version unset), run info and whole views."""
+) -> Fitted:
+    """Fit the head and the picture rule on frozen features; calibrated and measured."""
     started = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     options = FaceOptions()
@@ -124,8 +128,15 @@ def train_backbone(
         images_per_second=len(train.feats) / max(features_seconds + fit_seconds, 1e-9),
         feature_rows=len(train.feats),
     )
-    whole = {name: _whole_set(views[name]) for name in SPLITS}
-    return model, meta, info, whole
+    return Fitted(
+        model=model,
+        meta=meta,
+        info=info,
+        train_labels=views["train"].labels,
+        export_data=_whole_set(views["validate"]),
+        export_threshold=0.5,
+        half=lambda m: float16_copy(m, settings.image_size),
+    )
 
 
 def _calibrate_and_measure(
@@ -194,93 +205,3 @@ def _all_samples(views: dict[str, ViewSet]) -> list[Any]:
 def _whole_set(views: ViewSet) -> pipeline.DecodedSet:
     """Whole views as a DecodedSet (what the LiteRT and int8 checks compare on)."""
     return pipeline.DecodedSet(views.whole, views.labels, views.sources, views.samples)
-
-
-def finish_meta(meta: ModelMeta, version: str | None, training: dict[str, Any]) -> ModelMeta:
-    """The metadata with its version and training record filled in."""
-    from dataclasses import replace
-
-    return replace(meta, version=version or new_version(meta.arch), training=training)
-
-
-def litert_and_keras(
-    model: keras.Model, size: int, whole: dict[str, pipeline.DecodedSet], temperature: float
-) -> tuple[litert_export.LiteRTChoice | None, keras.Model, dict[str, Any]]:
-    """LiteRT export and int8 Keras weights, each kept only where accuracy holds (whole view)."""
-    split = "test" if len(whole["test"]) else "validate"
-    data = whole[split]
-    litert = None
-    try:
-        litert = litert_export.choose_litert(
-            model, size, data, temperature=temperature, threshold=0.5, split=split
-        )
-    except Exception as exc:  # the bundle still works through Keras
-        logger.warning("LiteRT export failed, the bundle ships without it: %s", exc)
-    saved, keras_weights = litert_export.quantize_keras_if_lossless(
-        model, data, temperature=temperature, threshold=0.5
-    )
-    if keras_weights["weights"] == litert_export.FLOAT32:
-        # int8 loses accuracy on this conv-heavy network; float16 storage halves the file.
-        half = float16_copy(model, size)
-        accuracy = litert_export.keras_accuracy(half, data, temperature, 0.5)
-        keras_weights[litert_export.FLOAT16] = {"accuracy": accuracy}
-        if litert_export.quantization_keeps_accuracy(
-            keras_weights[litert_export.FLOAT32]["accuracy"], accuracy
-        ):
-            saved, keras_weights["weights"] = half, litert_export.FLOAT16
-    keras_weights["split"] = split
-    return litert, saved, keras_weights
-
-
-def train_pretrained(
-    splits: DatasetSplits,
-    settings: FitSettings,
-    *,
-    dest: Path,
-    run_dir: Path,
-    version: str | None,
-    cache_dir: Path | None,
-    command: str,
-    export_litert: bool,
-    overwrite: bool,
-    private: bool,
-    init_bundle: Path | None,
-) -> TrainResult:
-    """The pretrained-backbone path: frozen features, fitted head and combination rule."""
-    started = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model, meta, info, whole = train_backbone(
-        splits, settings, cache_dir=cache_dir, init_bundle=init_bundle
-    )
-    litert, saved_model, keras_weights = (None, model, {"weights": "float32"})
-    if export_litert:
-        litert, saved_model, keras_weights = litert_and_keras(
-            model, settings.image_size, whole, meta.temperature
-        )
-    info = {
-        "command": command,
-        "config": settings.to_dict(),
-        "dataset": dataset_info(splits),
-        **info,
-        "class_weights": {
-            str(k): v for k, v in pipeline.class_weights(whole["train"].labels).items()
-        },
-        **({"litert": litert.info} if litert is not None else {}),
-        "keras_weights": keras_weights,
-        **environment(),
-    }
-    meta = finish_meta(meta, version, info)
-    info["wall_seconds"] = time.perf_counter() - started
-    bundle_dir = publish_vetted(
-        saved_model, meta, dest, litert, overwrite=overwrite, private=private
-    )
-    return TrainResult(
-        bundle_dir=bundle_dir,
-        meta=meta,
-        history={},
-        run_dir=run_dir,
-        best_epoch=1,
-        stopped_early=False,
-        train_seconds=info["train_seconds"],
-        images_per_second=info["images_per_second"],
-    )

@@ -30,8 +30,8 @@ from sklearn.linear_model import LogisticRegression
 from detector.scoring import CombineRule
 from training import augment as aug
 from training import calibration, evaluate
-from training.backbone import BACKBONE_NAME, NORM_NAME, feature_model, head_model
 from training.bars import bar_columns, is_terminal
+from training.pretrained.network import BACKBONE_NAME, NORM_NAME, feature_model, head_model
 from training.progress import EpochProgress
 from training.viewsets import ViewSet, save_cache
 
