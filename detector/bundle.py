@@ -28,6 +28,8 @@ KERAS_FILE: Final[str] = "model.keras"
 META_FILE: Final[str] = "model.json"
 TFLITE_FILE: Final[str] = "model.tflite"
 FORMAT_VERSION: Final[int] = 1
+# View kinds a model may score (detector.views).
+VIEW_KINDS: Final[tuple[str, ...]] = ("whole", "patch", "face")
 # A LiteRT export that disagrees with Keras by more than this is not shipped.
 TFLITE_TOLERANCE: Final[float] = 1e-3
 
@@ -58,6 +60,9 @@ class ModelMeta:
     faces: dict[str, Any] = field(default_factory=dict)
     # How whole and face scores make the picture's (detector.scoring); {} = whole view only.
     combine: dict[str, Any] = field(default_factory=dict)
+    # View kinds the model scores (detector.views: whole, patch, face); () = an older model:
+    # the whole view, and the faces when `faces` is set.
+    views: tuple[str, ...] = ()
     created_at: str = field(default_factory=utc_now_iso)
     format_version: int = FORMAT_VERSION
 
@@ -68,6 +73,7 @@ class ModelMeta:
         """JSON-ready dict (class_names as a list)."""
         data = asdict(self)
         data["class_names"] = list(self.class_names)
+        data["views"] = list(self.views)
         if self.uncertain_band is not None:
             data["uncertain_band"] = list(self.uncertain_band)
         return data
@@ -85,8 +91,9 @@ class ModelMeta:
         if missing:
             raise ValueError(f"model metadata field {missing[0]!r} is missing")
         kwargs = {k: v for k, v in data.items() if k in known}
-        if isinstance(kwargs.get("class_names"), list):
-            kwargs["class_names"] = tuple(kwargs["class_names"])
+        for name in ("class_names", "views"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         for name in ("threshold", "temperature"):
             value = kwargs.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -126,6 +133,8 @@ def _validate(meta: ModelMeta) -> None:
     for name in ("metrics", "training", "faces", "combine"):
         if not isinstance(getattr(meta, name), dict):
             raise bad(name, "must be a JSON object")
+    if not isinstance(meta.views, tuple) or not set(meta.views) <= set(VIEW_KINDS):
+        raise bad("views", f"must be a list of view kinds ({', '.join(VIEW_KINDS)})")
     _validate_created_at(meta.created_at)
     if not _is_int(meta.format_version) or not 1 <= meta.format_version <= FORMAT_VERSION:
         raise bad("format_version", f"must be an integer between 1 and {FORMAT_VERSION}")

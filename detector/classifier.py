@@ -22,7 +22,7 @@ from detector.errors import ModelLoadError
 from detector.faces import FaceFinder, FaceOptions
 from detector.labels import Label
 from detector.scoring import CombineRule, FaceScore, PictureScore
-from detector.views import Views
+from detector.views import PATCH, Views, ViewSpec
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +95,18 @@ class Classifier:
         self._lock = threading.Lock()
         self.rule = CombineRule.from_meta(meta.combine, meta.temperature)
         # Models trained with a face view get their faces found the way training found them.
-        self.finder: FaceFinder | None = None
+        finder: FaceFinder | None = None
         if meta.faces:
             options = FaceOptions.from_dict(meta.faces)
             if face_overrides:
                 options = dataclasses.replace(options, **face_overrides)
-            self.finder = FaceFinder(options)
+            finder = FaceFinder(options)
+        self.spec = ViewSpec(meta.input_size, finder, patch=PATCH in meta.views)
+
+    @property
+    def finder(self) -> FaceFinder | None:
+        """The face finder of a model with a face view (None for a whole-picture model)."""
+        return self.spec.finder
 
     @property
     def version(self) -> str:
@@ -186,14 +192,17 @@ class Classifier:
         return scored
 
     def _picture(self, views: Views, logits: np.ndarray) -> PictureScore:
-        face_logits = [float(v) for v in logits[1:]]
+        first_face = 1 if views.patch is None else 2
+        face_logits = [float(v) for v in logits[first_face:]]
+        patch = float(logits[1]) if views.patch is not None else 0.0
         per_view = sigmoid(logits, self.meta.temperature)
         faces = tuple(
-            FaceScore(i, f.box.rounded(), f.box.score, float(per_view[1 + i]))
+            FaceScore(i, f.box.rounded(), f.box.score, float(per_view[first_face + i]))
             for i, f in enumerate(views.faces)
         )
-        combined = float(sigmoid(np.array([self.rule.logit(float(logits[0]), face_logits)]))[0])
-        return PictureScore(score=combined, whole_score=float(per_view[0]), faces=faces)
+        combined = self.rule.logit(float(logits[0]), face_logits, patch)
+        score = float(sigmoid(np.array([combined]))[0])
+        return PictureScore(score=score, whole_score=float(per_view[0]), faces=faces)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits as float64 (N,) for a (N, S, S, 3) uint8 batch."""

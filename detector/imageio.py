@@ -174,9 +174,10 @@ def whole_view(picture: Picture, size: int) -> np.ndarray:
     return pixels
 
 
-def decode_picture(data: bytes, work_size: int, limits: LoadLimits) -> Picture:
-    """Decode untrusted bytes to RGB; JPEGs at least twice `work_size` are reduced on decode."""
-    if work_size <= 0:
+def decode_picture(data: bytes, work_size: int | None, limits: LoadLimits) -> Picture:
+    """Decode untrusted bytes to RGB; JPEGs at least twice `work_size` are reduced on decode
+    (None: full resolution, always)."""
+    if work_size is not None and work_size <= 0:
         raise ValueError(f"size must be positive, got {work_size}")
     if not data:
         raise ImageRejected("empty", "the file is empty (0 bytes)")
@@ -256,7 +257,7 @@ def describe_bytes(data: bytes) -> str:
     return "looks like text"
 
 
-def _decode_opened(im: ImageFile.ImageFile, size: int, limits: LoadLimits) -> Picture:
+def _decode_opened(im: ImageFile.ImageFile, size: int | None, limits: LoadLimits) -> Picture:
     width, height = im.size
     # Checked from the header, before a single pixel is decoded.
     if width * height > limits.max_pixels:
@@ -266,7 +267,7 @@ def _decode_opened(im: ImageFile.ImageFile, size: int, limits: LoadLimits) -> Pi
             f"more than the limit of {limits.max_pixels:,}",
         )
     fmt = "JPEG" if im.format == "MPO" else str(im.format)
-    if fmt == "JPEG" and min(width, height) >= 2 * size:
+    if fmt == "JPEG" and size is not None and min(width, height) >= 2 * size:
         # Decode at 1/2, 1/4 or 1/8 scale straight from the DCT: 3-5x faster for big photos.
         # It changes pixels, which is fine: training goes through this same function.
         im.draft("RGB", (size, size))

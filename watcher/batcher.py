@@ -182,11 +182,11 @@ class Batcher(Worker):
         return outcomes
 
     def _fit(self, item: Decoded, active: ActiveModel) -> Decoded | Rejected:
-        """Decoded for an earlier model (other input size or face view): decode again."""
-        size, finder = active.classifier.input_size, active.classifier.finder
-        if item.pixels.shape[:2] == (size, size) and item.face_view == (finder is not None):
+        """Decoded for an earlier model (other input size or views): decode again."""
+        spec = active.classifier.spec
+        if item.spec == spec.key:
             return item
-        again = decode_job(item.job, size, self._limits, provenance=False, finder=finder)
+        again = decode_job(item.job, spec, self._limits, provenance=False)
         if isinstance(again, Decoded):  # same bytes, same metadata: keep what was read
             return dataclasses.replace(again, findings=item.findings)
         return again
@@ -229,7 +229,7 @@ class Batcher(Worker):
             return {}, 0.0, {}
         start = time.perf_counter()
         try:
-            scores = active.classifier.score_pictures([i.views() for i in items])
+            scores = active.classifier.score_pictures([i.views for i in items])
             found = {i.sha256: s for i, s in zip(items, scores, strict=True)}
             errors: dict[str, str] = {}
         except Exception as exc:
@@ -255,7 +255,7 @@ class Batcher(Worker):
         errors: dict[str, str] = {}
         for item in items:
             try:
-                found[item.sha256] = active.classifier.score_pictures([item.views()])[0]
+                found[item.sha256] = active.classifier.score_pictures([item.views])[0]
             except Exception as exc:
                 errors[item.sha256] = str(exc) or type(exc).__name__
         return found, errors

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 from detector.errors import ImageRejected
-from detector.faces import FaceFinder
 from detector.imageio import LoadLimits, read_file, sha256_bytes
 from detector.provenance import read_provenance
-from detector.views import decode_views
+from detector.views import ViewSpec
 from watcher.messages import VANISHED, Decoded, Job, Outcome, Rejected, Screened, WriterTask
 from watcher.models_watch import ModelSlot
 from watcher.threads import WAKE_S, Worker, put_until, put_while_alive
@@ -41,17 +40,11 @@ def _not_regular(mode: int) -> str | None:
 
 
 def decode_job(
-    job: Job,
-    size: int,
-    limits: LoadLimits,
-    *,
-    provenance: bool = True,
-    finder: FaceFinder | None = None,
+    job: Job, spec: ViewSpec, limits: LoadLimits, *, provenance: bool = True
 ) -> Decoded | Rejected:
-    """Read and decode one claimed file for a model of input `size`; never raises for bad input.
+    """Read and decode one claimed file into the views of `spec`; never raises for bad input.
 
     `provenance`: also read the metadata of the same bytes (bounded; never rejects a file).
-    `finder`: also find and align the faces (a model with a face view).
     """
     start = time.perf_counter()
     path = Path(job.path)
@@ -73,23 +66,12 @@ def decode_job(
         sha256 = sha256_bytes(data)
         if len(data) != job.size_bytes:
             return _changed(job, sha256)
-        views = decode_views(data, size, limits, finder)
+        views = spec.decode(data, limits)
     except ImageRejected as exc:
         return Rejected(job, exc.code, exc.reason, sha256)
     findings = read_provenance(data) if provenance else None
     elapsed_ms = (time.perf_counter() - start) * 1000.0
-    return Decoded(
-        job,
-        sha256,
-        views.whole,
-        views.source_width,
-        views.source_height,
-        views.format,
-        elapsed_ms,
-        findings,
-        faces=views.faces,
-        face_view=finder is not None,
-    )
+    return Decoded(job, sha256, views, elapsed_ms, findings, spec.key)
 
 
 def _changed(job: Job, sha256: str | None = None) -> Rejected:
@@ -145,13 +127,7 @@ class DecodeWorker(Worker):
 
     def _decode(self, job: Job) -> Decoded | Rejected:
         try:
-            return decode_job(
-                job,
-                self._slot.input_size,
-                self._limits,
-                provenance=self._provenance,
-                finder=self._slot.finder,
-            )
+            return decode_job(job, self._slot.spec, self._limits, provenance=self._provenance)
         except Exception as exc:  # a bug or an exotic OS error: reject this file, keep going
             logger.exception("decoding %s failed", job.path)
             return Rejected(job, "unreadable", f"internal error while decoding: {exc}")

@@ -6,9 +6,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
-
-from detector.faces import AlignedFace
 from detector.provenance import Finding
 from detector.scoring import FaceScore
 from detector.views import Views
@@ -41,25 +38,37 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A job whose bytes were read and decoded to the model's input size."""
+    """A job whose bytes were read and decoded into the views the model scores."""
 
     job: Job
     sha256: str
-    pixels: np.ndarray
-    width: int
-    height: int
-    format: str
+    views: Views
     decode_ms: float
     # What the file's provenance metadata says (read from the same bytes while decoding;
     # None: not read, [detector] provenance = false).
     findings: tuple[Finding, ...] | None = None
-    # Aligned faces for a model with a face view (face_view), boxes in source pixels.
-    faces: tuple[AlignedFace, ...] = ()
-    face_view: bool = False
+    # ViewSpec.key of the model the views were cut for (another model may need others).
+    spec: tuple[int, bool, bool] = (0, False, False)
 
-    def views(self) -> Views:
-        """The picture's views as the classifier scores them."""
-        return Views(self.pixels, self.faces, self.width, self.height, self.format)
+    @property
+    def width(self) -> int:
+        """The picture's width as displayed (after EXIF orientation)."""
+        return self.views.source_width
+
+    @property
+    def height(self) -> int:
+        """The picture's height as displayed."""
+        return self.views.source_height
+
+    @property
+    def format(self) -> str:
+        """The container format ("JPEG", "PNG", ...)."""
+        return self.views.format
+
+    @property
+    def face_view(self) -> bool:
+        """True when faces were looked for (a model with a face view)."""
+        return self.spec[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import queue
 
     from detector.classifier import Classifier
-    from detector.faces import FaceFinder
+    from detector.views import ViewSpec
 
 logger = logging.getLogger(__name__)
 
@@ -190,14 +190,9 @@ class ModelSlot:
             return self._active
 
     @property
-    def input_size(self) -> int:
-        """Decode size the current model wants."""
-        return self.active.classifier.input_size
-
-    @property
-    def finder(self) -> FaceFinder | None:
-        """The current model's face finder (None for a whole-picture model)."""
-        return self.active.classifier.finder
+    def spec(self) -> ViewSpec:
+        """The views the current model scores (what decoders cut)."""
+        return self.active.classifier.spec
 
     def replace(self, active: ActiveModel) -> None:
         """Serve `active` from the next batch on."""
