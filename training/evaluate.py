@@ -55,8 +55,12 @@ def compute_metrics(
     probs: np.ndarray,
     sources: Sequence[str],
     threshold: float,
+    band: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of one split as a JSON-safe dict (the shape stored in DB and model.json)."""
+    """Every metric of one split as a JSON-safe dict (the shape stored in DB and model.json).
+
+    With the model's uncertain `band`: the share of pictures in it, overall and per source.
+    """
     y = (np.asarray(labels) >= 0.5).astype(np.int64)
     p = np.asarray(probs, dtype=np.float64)
     pred = (p >= threshold).astype(np.int64)
@@ -83,14 +87,19 @@ def compute_metrics(
             output_dict=True,
             zero_division=0,
         ),
-        "per_source": per_source_metrics(y, p, sources, threshold),
+        "per_source": per_source_metrics(y, p, sources, threshold, band),
         "threshold_sweep": calibration.threshold_sweep(p, y),
         "curves": curves(y, p),
+        **({"band": calibration.band_report(p, y, band, threshold)} if band else {}),
     }
 
 
 def per_source_metrics(
-    labels: np.ndarray, probs: np.ndarray, sources: Sequence[str], threshold: float
+    labels: np.ndarray,
+    probs: np.ndarray,
+    sources: Sequence[str],
+    threshold: float,
+    band: tuple[float, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Accuracy, support and mean score per source (a source is usually one class only).
 
@@ -114,6 +123,8 @@ def per_source_metrics(
             "roc_auc": roc_auc(y, p) if 0 < y.sum() < len(y) else None,
             "auc_vs_other_class": _auc_vs_other_class(labels, probs, mask),
         }
+        if band is not None:
+            result[str(name)]["uncertain_share"] = float(((p >= band[0]) & (p < band[1])).mean())
     return result
 
 
@@ -186,7 +197,8 @@ def evaluate(
         ]
         probs = np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float64)
         labels, sources, kept = data.labels, data.sources, data.samples
-    metrics = compute_metrics(labels, probs, sources, cut)
+    band = classifier.band
+    metrics = compute_metrics(labels, probs, sources, cut, (band.lo, band.hi) if band else None)
     metrics["backend"] = classifier.backend
     return EvalReport(classifier.version, metrics, probs, labels, sources, kept)
 
@@ -198,14 +210,11 @@ def score_pictures(
 
     Not cached: every face the finder accepts is scored, exactly as in the daemon.
     """
-    from detector.views import decode_views
-
-    finder = classifier.finder
     limits = LoadLimits()
 
     def views(sample: Sample) -> Views | None:
         try:
-            return decode_views(sample.path.read_bytes(), classifier.input_size, limits, finder)
+            return classifier.spec.decode(sample.path.read_bytes(), limits)
         except (ImageRejected, OSError) as exc:
             logger.warning("skipping %s: %s", sample.path, exc)
             return None
@@ -245,3 +254,115 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 def _auc_text(value: float | None) -> str:
     return f"  AUC vs other class {value:.3f}" if value is not None else ""
+
+
+def invariance(
+    classifier: Classifier, samples: Sequence[Sample], per_source: int, seed: int = 0
+) -> dict[str, Any]:
+    """Each test picture again through every processing chain (training.degrade): per chain,
+    accuracy per class, ROC AUC, and the share of calls (ai or real at the threshold) that flip
+    against the unprocessed picture. `per_source` pictures of each source, chosen by seed."""
+    from training.degrade import PROCESSING_CHAINS
+
+    picked = pick_per_source(samples, per_source, seed)
+    scores, labels = _chain_scores(classifier, picked)
+    threshold = classifier.threshold
+    base = scores["unprocessed"]
+    out: dict[str, Any] = {
+        "pictures": len(labels),
+        "per_source": per_source,
+        "unprocessed": _chain_metrics(base, base, labels, threshold),
+        "chains": {},
+    }
+    for chain in PROCESSING_CHAINS:
+        metrics = _chain_metrics(scores[chain.name], base, labels, threshold)
+        metrics["accuracy_change"] = metrics["accuracy"] - out["unprocessed"]["accuracy"]
+        out["chains"][chain.name] = {**metrics, "chain": chain.to_dict()}
+    changes = [m["accuracy_change"] for m in out["chains"].values()]
+    out["worst_accuracy_change"] = min(changes) if changes else 0.0
+    out["most_flipped"] = max((m["flipped"] for m in out["chains"].values()), default=0.0)
+    return out
+
+
+def pick_per_source(samples: Sequence[Sample], per_source: int, seed: int) -> list[Sample]:
+    """Up to `per_source` samples of each source, the same ones for the same seed."""
+    import hashlib
+
+    def key(s: Sample) -> str:
+        return hashlib.sha256(f"{seed}:{s.path.name}".encode()).hexdigest()
+
+    picked: list[Sample] = []
+    for source in sorted({s.source for s in samples}):
+        mine = sorted((s for s in samples if s.source == source), key=key)
+        picked.extend(mine[:per_source])
+    return picked
+
+
+def _chain_scores(
+    classifier: Classifier, samples: Sequence[Sample]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scores of every picture unprocessed and through each chain (pictures any variant of
+    which cannot be decoded are left out)."""
+    from detector.imageio import decode_picture
+    from training.degrade import PROCESSING_CHAINS
+
+    limits = LoadLimits()
+    names = ["unprocessed", *(c.name for c in PROCESSING_CHAINS)]
+
+    def variants(sample: Sample) -> list[Views] | None:
+        try:
+            data = sample.path.read_bytes()
+            rgb = decode_picture(data, None, limits).rgb
+            encoded = [data, *(c.apply(rgb) for c in PROCESSING_CHAINS)]
+            return [classifier.spec.decode(d, limits) for d in encoded]
+        except (ImageRejected, OSError) as exc:
+            logger.warning("skipping %s: %s", sample.path, exc)
+            return None
+
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    labels: list[float] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for sample, views in zip(samples, pool.map(variants, samples), strict=True):
+            if views is None:
+                continue
+            for name, picture in zip(names, classifier.score_pictures(views), strict=True):
+                scores[name].append(picture.score)
+            labels.append(float(sample.label))
+    return {k: np.array(v) for k, v in scores.items()}, np.array(labels)
+
+
+def _chain_metrics(
+    probs: np.ndarray, base: np.ndarray, labels: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    y = labels >= 0.5
+    calls, base_calls = probs >= threshold, base >= threshold
+    by_class = {
+        name: {
+            "accuracy": float((calls[rows] == y[rows]).mean()) if rows.any() else 0.0,
+            "flipped": float((calls[rows] != base_calls[rows]).mean()) if rows.any() else 0.0,
+        }
+        for name, rows in (("real", ~y), ("ai", y))
+    }
+    return {
+        "accuracy": float((calls == y).mean()) if len(y) else 0.0,
+        "roc_auc": roc_auc(labels, probs),
+        "flipped": float((calls != base_calls).mean()) if len(y) else 0.0,
+        "by_class": by_class,
+    }
+
+
+def format_invariance(result: dict[str, Any]) -> str:
+    """The invariance figures as plain text, one chain a line."""
+    base = result["unprocessed"]
+    lines = [
+        f"processing chains on {result['pictures']} pictures "
+        f"(up to {result['per_source']} per source): unprocessed accuracy "
+        f"{base['accuracy']:.4f}, AUC {base['roc_auc']:.4f}",
+    ]
+    for name, m in result["chains"].items():
+        real, ai = m["by_class"]["real"]["accuracy"], m["by_class"]["ai"]["accuracy"]
+        lines.append(
+            f"  {name:<24} accuracy {m['accuracy']:.4f} ({m['accuracy_change']:+.4f})"
+            f"  AUC {m['roc_auc']:.4f}  flipped {m['flipped']:.3f}  real {real:.3f}  ai {ai:.3f}"
+        )
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from detector.bundle import new_version
+from detector.bundle import ModelMeta, new_version, write_meta
 from training import litert as litert_export
 from training import pipeline
 from training.datasets import DatasetSplits, dataset_info
@@ -82,6 +82,8 @@ def train(
     # Wall time up to the bundle write (the bundle's own checks are not training).
     info["wall_seconds"] = time.perf_counter() - started
     bundle_dir = publish_vetted(saved, meta, dest, litert, overwrite=overwrite, private=private)
+    if settings.invariance_per_source > 0 and splits.test:
+        meta = _with_invariance(meta, bundle_dir, splits, settings)
     return TrainResult(
         bundle_dir=bundle_dir,
         meta=meta,
@@ -92,3 +94,22 @@ def train(
         train_seconds=float(info["train_seconds"]),
         images_per_second=float(info["images_per_second"]),
     )
+
+
+def _with_invariance(
+    meta: ModelMeta, bundle_dir: Path, splits: DatasetSplits, settings: FitSettings
+) -> ModelMeta:
+    """The published model measured through the processing chains (as it serves, LiteRT
+    included), the figures added to its model.json."""
+    from detector.classifier import Classifier
+    from training.evaluate import invariance
+
+    started = time.perf_counter()
+    result = invariance(
+        Classifier.load(bundle_dir), splits.test, settings.invariance_per_source, settings.seed
+    )
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    metrics = {**meta.metrics, "test": {**meta.metrics.get("test", {}), "invariance": result}}
+    meta = dataclasses.replace(meta, metrics=metrics)
+    write_meta(meta, bundle_dir)
+    return meta

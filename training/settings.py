@@ -14,6 +14,7 @@ from detector.bundle import ModelMeta
 from training import architectures
 from training import augment as aug
 from training.config import TrainingConfig
+from training.degrade import DegradeConfig
 
 if TYPE_CHECKING:
     import keras
@@ -37,15 +38,34 @@ class FitSettings:
     # of every epoch: a smoother model than the last noisy step of a small-batch run.
     ema_momentum: float = 0.99
     augment: aug.AugmentConfig = field(default_factory=aug.AugmentConfig)
-    # Pretrained architectures: ImageNet weights file ("" = download with weights="imagenet").
+    # Pretrained architectures (training.pretrained) from here on.
+    # ImageNet weights file ("" = download with weights="imagenet").
     backbone_weights: str = ""
-    # Pretrained architectures: passes over the training pictures for features (1 = no
-    # augmentation; each further pass is one augmented copy of every picture).
+    # Passes over the training pictures for features: 1 as they are, then N-1 copies each
+    # through its own random processing chain (`degrade`).
     feature_passes: int = 3
+    # Views scored per picture (detector.views): the whole picture, the native patch, faces.
+    views: tuple[str, ...] = ("whole", "patch", "face")
+    # Self-blended copies of the real training pictures, labelled manipulated (training.sbi).
+    self_blend: bool = True
+    # Row weights that take the class signal out of size, sharpness and compression.
+    balance_quality: bool = True
+    # Inverse L2 strength of the logistic-regression head (chosen by leave-one-source-out).
+    head_c: float = 0.01
+    # One fake face decides: a picture's score is never below its best face's own.
+    face_decides: bool = True
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    # Also hold out each source in turn and record the table (training.pretrained.loso).
+    leave_one_source_out: bool = False
+    # Test pictures per source scored again through each processing chain (0: not measured).
+    invariance_per_source: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in architectures.ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}")
+        unknown = sorted(set(self.views) - {"whole", "patch", "face"})
+        if unknown or "whole" not in self.views:
+            raise ValueError(f"views must include 'whole' and be whole, patch, face: {self.views}")
 
     @property
     def pretrained(self) -> bool:
@@ -72,6 +92,8 @@ class FitSettings:
         """JSON-safe form."""
         data = dataclasses.asdict(self)
         data["augment"] = self.augment.to_dict()
+        data["degrade"] = self.degrade.to_dict()
+        data["views"] = list(self.views)
         return data
 
 

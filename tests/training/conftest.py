@@ -113,3 +113,15 @@ def plain_dir(tmp_path: Path) -> Path:
 def cache_dir(tmp_path: Path) -> Path:
     """A private decoded-pixel cache folder (tests never touch the shared temp cache)."""
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNet weights file with random values: the file-loading path without ImageNet."""
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet.weights.h5"
+    keras.applications.MobileNet(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    ).save_weights(path)
+    return path

@@ -19,18 +19,18 @@ from training import architectures
 from training.datasets import SPLITS, load_layout
 from training.evaluate import evaluate
 from training.fit import FitSettings, train
-from training.pretrained import head as frozen
+from training.pretrained import combine, features
+from training.pretrained.head import fit_head
 from training.pretrained.network import (
     BACKBONE_NAME,
     TAPS,
     build_mobilenet_ms,
-    copy_head,
     feature_width,
     float16_copy,
     load_mobilenet,
+    set_head,
 )
 from training.pretrained.run import initial_model
-from training.viewsets import decode_viewsets
 from watcher.decoding import decode_job
 from watcher.messages import Decoded, Job
 
@@ -40,16 +40,6 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v1_1.0_notop_imagenet.weights.h5"
 needs_dataset = pytest.mark.skipif(
     not (DATASET / "manifest.csv").is_file(), reason=f"dataset not found at {DATASET}"
 )
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MobileNet weights file with random values: the file-loading path without ImageNet."""
-    path = tmp_path_factory.mktemp("weights") / "mobilenet.weights.h5"
-    keras.applications.MobileNet(
-        include_top=False, weights=None, input_shape=(64, 64, 3)
-    ).save_weights(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +88,16 @@ def test_the_fitted_head_gives_the_full_model_its_logits(
     random_weights: Path, tmp_path: Path
 ) -> None:
     model = build_mobilenet_ms(64, random_weights)
-    extract = frozen.FeatureExtractor(model, frozen.aug.AugmentConfig(), seed=0)
+    extract = features.Extractor(model, 64)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
     feats = extract(pixels)
+    assert feats.shape == (40, feature_width(model)) and extract.width == feats.shape[1]
     labels = (pixels.mean(axis=(1, 2, 3)) > 127.5).astype(np.float32)
-    head = frozen.fit_head(feats[:30], labels[:30], feats[30:], labels[30:], seed=0)
-    copy_head(head.model, model)
+    head = fit_head(feats, labels, np.ones(40), c=1.0, seed=0)
+    set_head(model, head.mean, head.variance, head.coef, head.bias)
     got = np.asarray(model(pixels.astype(np.float32), training=False)).reshape(-1)
-    assert np.allclose(got, head.logits(feats), atol=1e-3)
+    assert np.allclose(got, head.logits(feats), atol=1e-2 * max(1.0, float(np.abs(got).max())))
     model.save(tmp_path / "model.keras")  # and the standardisation survives saving
     loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
     again = np.asarray(loaded(pixels.astype(np.float32), training=False)).reshape(-1)
@@ -124,7 +115,11 @@ def test_training_serving_and_the_combination_on_real_faces(
 ) -> None:
     splits = load_layout(face_dataset)
     settings = FitSettings(
-        arch="mobilenet_ms", image_size=64, backbone_weights=str(random_weights), feature_passes=2
+        arch="mobilenet_ms",
+        image_size=64,
+        backbone_weights=str(random_weights),
+        feature_passes=2,
+        invariance_per_source=2,
     )
     cache = tmp_path / "cache"
     result = train(
@@ -132,23 +127,34 @@ def test_training_serving_and_the_combination_on_real_faces(
     )
     meta = read_meta(result.bundle_dir)
     assert meta.faces["face_scale"] == FaceOptions().face_scale
-    assert set(meta.combine) >= {"whole", "face", "bias", "whole_only", "bias_only"}
+    assert meta.views == ("whole", "patch", "face")
+    assert meta.combine["face_alone"] is not None and "patch" in meta.combine
     test = meta.metrics["test"]
-    assert {"whole", "face"} <= set(test["views"]) and test["faces"]
-    assert all(v["padded_crops"] == 0.0 for v in test["faces"].values())
+    assert {"whole", "patch", "face"} <= set(test["views"])
+    # The uncertain band holds at most 5 % of the validation pictures.
+    band = meta.training["calibration"]["validation_band"]
+    assert band["uncertain_share"] <= 0.05 + 1e-9 and "uncertain_share" in test["band"]
+    # Quality per source, and what it says about the class before and after the weights.
+    quality = meta.training["quality"]
+    assert set(quality["per_source"]) == {s.source for s in splits.all()}
+    assert set(quality["class_signal_weighted"]) == {"side", "sharpness", "jpeg_quality"}
+    # Every processing chain measured on the published model.
+    chains = test["invariance"]["chains"]
+    assert len(chains) == 8 and all("flipped" in c and "by_class" in c for c in chains.values())
     classifier = Classifier.load(result.bundle_dir)
-    assert classifier.finder is not None
-    # Identical views: the training cache holds the pixels serving decodes from the same file.
+    assert classifier.finder is not None and classifier.spec.patch
+    # Identical views: what training renders is what serving decodes from the same file.
     sample = splits.test[0]
-    cached = decode_viewsets(splits.test, 64, FaceOptions(), cache_dir=cache)
+    spec = classifier.spec
+    rendered = features.render(sample, features.PLAIN, spec, features.Passes())
     real_file = sample.path.resolve()  # serving never follows links: the file itself
     st = real_file.stat()
     job = Job(1, str(real_file), st.st_size, st.st_mtime_ns, "scan", 0)
-    served = decode_job(job, 64, LoadLimits(), provenance=False, finder=classifier.finder)
-    assert isinstance(served, Decoded), served
-    assert np.array_equal(cached.whole[0], served.pixels)
-    assert np.array_equal(cached.face[0], served.faces[0].pixels)
-    picture = classifier.score_pictures([served.views()])[0]
+    served = decode_job(job, spec, LoadLimits(), provenance=False)
+    assert isinstance(served, Decoded) and rendered is not None, served
+    assert np.array_equal(rendered.views.whole, served.views.whole)
+    assert np.array_equal(rendered.views.faces[0].pixels, served.views.faces[0].pixels)
+    picture = classifier.score_pictures([served.views])[0]
     assert 0.0 <= picture.score <= 1.0 and len(picture.faces) == 1
     # `evaluate` (and so retraining's gate) scores pictures as serving does, faces included.
     report = evaluate(result.bundle_dir, splits.test)
@@ -172,13 +178,17 @@ def test_the_combination_rule_weighs_the_view_that_carries_the_evidence() -> Non
     rng = np.random.default_rng(0)
     labels = np.repeat([0.0, 1.0], 200)
     whole = rng.normal(0.0, 1.0, 400)
+    patch = rng.normal(0.0, 1.0, 400)
     face = np.where(labels > 0, 2.0, -2.0) + rng.normal(0.0, 1.0, 400)
-    has = np.ones(400, bool)
-    has[::10] = False  # some pictures without a face
-    face[~has] = np.nan
-    rule = frozen.fit_combination(frozen.PictureLogits(whole, face, has), labels, seed=0)
-    assert rule.face > 1.0 and abs(rule.whole) < 0.5
-    probs = frozen.picture_probs(rule, frozen.PictureLogits(whole, face, has))
+    face[::10] = np.nan  # some pictures without a face
+    logits = combine.PictureLogits(whole, patch, face)
+    rule = combine.fit_rule(logits, labels, seed=0, face_decides=True)
+    assert rule.face > 1.0 and abs(rule.whole) < 0.5 and abs(rule.patch) < 0.5
+    assert rule.face_alone is not None and rule.face_alone > 1.0
+    probs = combine.picture_probs(rule, logits)
+    has = logits.has_face
     assert ((probs >= 0.5) == (labels > 0))[has].mean() > 0.9
-    # Without a face the whole-view rule alone decides, whatever the face weight.
-    assert rule.logit(1.0, []) == pytest.approx(rule.whole_only * 1.0 + rule.bias_only)
+    # Without a face the rule's own part decides, whatever the face weight.
+    assert rule.logit(1.0, [], patch=0.5) == pytest.approx(
+        rule.whole_only * 1.0 + rule.patch_only * 0.5 + rule.bias_only
+    )

@@ -142,3 +142,27 @@ def test_uncertain_band_checks_its_arguments() -> None:
         cal.uncertain_band(np.array([0.5]), np.array([1]), 0.5, precision=0.0)
     with pytest.raises(ValueError, match="labels"):
         cal.uncertain_band(np.array([0.5, 0.6]), np.array([1]), 0.5)
+
+
+def test_the_uncertain_band_never_holds_more_than_its_share() -> None:
+    # Two heavily overlapping classes: 0.97 precision needs a wide band; the cap stops it at
+    # 5 % of the pictures (2.5 % on each side), and the report says what precision is left.
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0.0, 1.0], 1000)
+    scores = cal.sigmoid(rng.normal(np.where(labels > 0, 0.8, -0.8), 1.0))
+    wide = cal.uncertain_band(scores, labels, 0.5, precision=0.97)
+    capped = cal.uncertain_band(scores, labels, 0.5, precision=0.97, max_share=0.05)
+    share = lambda band: float(((scores >= band[0]) & (scores < band[1])).mean())  # noqa: E731
+    assert share(wide) > 0.3
+    assert 0.045 <= share(capped) <= 0.05
+    assert wide[0] <= capped[0] <= 0.5 <= capped[1] <= wide[1]
+    below = ((scores >= capped[0]) & (scores < 0.5)).sum()
+    above = ((scores >= 0.5) & (scores < capped[1])).sum()
+    assert below <= 50 and above <= 50
+    report = cal.band_report(scores, labels, capped, 0.5)
+    assert report["uncertain_share"] == pytest.approx(share(capped))
+    assert 0.5 < report["ai_precision"] < 0.97 and 0.5 < report["real_precision"] < 0.97
+    # A band already narrow enough is left as it is.
+    assert cal.uncertain_band(scores, labels, 0.5, precision=0.6, max_share=0.05) == (
+        cal.uncertain_band(scores, labels, 0.5, precision=0.6)
+    )

@@ -1,10 +1,20 @@
-"""The pretrained run: views, frozen backbone features, the fitted head and the picture rule."""
+"""The pretrained run: every picture rendered at several qualities, its views through the frozen
+backbone, a logistic-regression head, the picture rule, calibration and the measurements.
+
+Steps (docs/default-model.md says what each costs):
+1. Features of every view (whole, native patch, face) of every picture, plain and through
+   random processing chains, plus self-blended real faces (training.pretrained.features).
+2. The head on the training rows, weighted so that neither class nor image quality dominates.
+3. The picture rule and calibration on the validation split: temperature, threshold, and an
+   uncertain band of at most 5 % of the pictures.
+4. Metrics per split, per source and per view; image quality per source and how much of it
+   still tells the class; optionally the leave-one-source-out table.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +22,21 @@ import keras
 import numpy as np
 
 from detector.bundle import KERAS_FILE, ModelMeta
-from detector.faces import FaceOptions
-from training import calibration, evaluate, pipeline
+from detector.faces import FaceFinder, FaceOptions
+from detector.imageio import LoadLimits
+from detector.views import ViewSpec
+from training import calibration, evaluate, pipeline, quality
 from training.datasets import SPLITS, DatasetSplits, fingerprint
-from training.pretrained import head as frozen
+from training.pretrained import combine, features, loso
+from training.pretrained.data import SplitData
+from training.pretrained.head import Head, fit_head, row_weights
 from training.pretrained.network import (
     BACKBONE_NAME,
     build_mobilenet_ms,
-    copy_head,
     float16_copy,
+    set_head,
 )
 from training.settings import FitSettings, Fitted
-from training.viewsets import ViewSet, decode_viewsets, padding_report
 
 logger = logging.getLogger(__name__)
 
@@ -47,50 +60,35 @@ def _from_bundle(settings: FitSettings, bundle: Path) -> keras.Model:
     return model
 
 
-def split_logits(head: frozen.Head, rows: frozen.Rows, n: int) -> frozen.PictureLogits:
-    """Picture logits of a split from its unaugmented feature rows."""
-    logits = head.logits(rows.feats) if len(rows.feats) else np.zeros(0)
-    whole = np.zeros(n)
-    face = np.full(n, np.nan)
-    whole[rows.index[~rows.is_face]] = logits[~rows.is_face]
-    face[rows.index[rows.is_face]] = logits[rows.is_face]
-    return frozen.PictureLogits(whole=whole, face=face, has_face=~np.isnan(face))
-
-
-def _check_head(model: keras.Model, head: frozen.Head, views: ViewSet, rows: frozen.Rows) -> None:
-    """The saved model must give the logits the head was fitted for."""
-    probe = views.whole[:4]
-    got = np.asarray(model(probe.astype(np.float32), training=False)).reshape(-1)
-    picked = [int(np.flatnonzero((rows.index == i) & ~rows.is_face)[0]) for i in range(len(probe))]
-    want = head.logits(rows.feats[picked])
-    if not np.allclose(got, want, atol=1e-3 * max(1.0, float(np.abs(want).max()))):
-        raise RuntimeError(f"model logits {got} differ from the fitted head's {want}")
-
-
-def _views_and_rows(
+def split_data(
     splits: DatasetSplits,
     settings: FitSettings,
-    extract_for: Callable[[], frozen.FeatureExtractor],
-    options: FaceOptions,
+    extract: features.Extractor,
     cache_dir: Path | None,
-) -> tuple[dict[str, ViewSet], dict[str, frozen.Rows]]:
-    """Views and feature rows of every split; sources held out are dropped after the features,
-    which are computed (and cached) on the splits before the hold-out."""
-    base = splits.before_hold_out or splits
-    extract = extract_for()
-    views: dict[str, ViewSet] = {}
-    rows: dict[str, frozen.Rows] = {}
+) -> dict[str, SplitData]:
+    """Pictures and rows of every split, before any hold-out (rows are shared between runs
+    that hold out different sources). Every view kind is computed, whatever the settings use."""
+    spec = ViewSpec(settings.image_size, FaceFinder(FaceOptions()), patch=True)
+    passes = features.Passes(
+        degraded=settings.feature_passes - 1,
+        self_blend=True,
+        chain=settings.degrade,
+        seed=settings.seed,
+    )
+    out: dict[str, SplitData] = {}
     for name in SPLITS:
-        full = decode_viewsets(base.split(name), settings.image_size, options, cache_dir=cache_dir)
-        passes = settings.feature_passes if name == "train" else 1
-        full_rows = frozen.cached_rows(extract, full, passes, cache_dir) if len(full) else None
-        keep = np.ones(len(full), bool)
-        if name != "test" and splits.held_out:
-            keep = ~np.isin(np.array(full.sources, dtype=object), list(splits.held_out))
-        views[name] = full if keep.all() else full.subset(keep)
-        if full_rows is not None:
-            rows[name] = full_rows if keep.all() else full_rows.of_pictures(keep)
-    return views, rows
+        samples = splits.split(name)
+        numbers = passes.numbers() if name == "train" else [features.PLAIN]
+        parts = [features.pass_rows(samples, k, spec, passes, extract, cache_dir) for k in numbers]
+        out[name] = SplitData.of(samples, features.Rows.concat(parts))
+    return out
+
+
+def fit_on(train: SplitData, settings: FitSettings) -> Head:
+    """The head fitted on a split's rows, with the settings' views, self-blends and weights."""
+    rows = train.fitting_rows(settings.views, settings.self_blend)
+    weights = row_weights(rows, settings.balance_quality)
+    return fit_head(rows.feats, rows.labels, weights, settings.head_c, settings.seed)
 
 
 def fit_pretrained(
@@ -103,105 +101,158 @@ def fit_pretrained(
     """Fit the head and the picture rule on frozen features; calibrated and measured."""
     started = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
-    options = FaceOptions()
     model = initial_model(settings, init_bundle)
-    cache = cache_dir or pipeline.default_cache_dir()
-
-    def extractor() -> frozen.FeatureExtractor:
-        return frozen.FeatureExtractor(model, settings.augment, settings.seed)
-
-    views, rows = _views_and_rows(splits, settings, extractor, options, cache)
+    extract = features.Extractor(model, settings.image_size)
+    every = split_data(
+        splits.before_hold_out or splits,
+        settings,
+        extract,
+        cache_dir or pipeline.default_cache_dir(),
+    )
+    data = {name: d.without(splits.held_out) if name != "test" else d for name, d in every.items()}
     features_seconds = time.perf_counter() - started
     t0 = time.perf_counter()
-    train, val = rows["train"], rows["validate"]
-    head = frozen.fit_head(train.feats, train.labels, val.feats, val.labels, settings.seed)
-    copy_head(head.model, model)
-    _check_head(model, head, views["validate"], val)
-    logits = {
-        name: split_logits(head, r, len(views[name])) for name, r in rows.items() if name != "train"
-    }
+    head = fit_on(data["train"], settings)
+    set_head(model, head.mean, head.variance, head.coef, head.bias)
+    export = _whole_views(data["validate"], settings.image_size)
+    _check_head(model, head, extract, export)
     fit_seconds = time.perf_counter() - t0
-    meta, info = _calibrate_and_measure(model, head, logits, views, settings, options)
+    meta, info = _calibrate_and_measure(head, data, settings)
+    if settings.leave_one_source_out:
+        info["leave_one_source_out"] = loso.table(every, settings, lambda t: fit_on(t, settings))
+    rows = data["train"].fitting_rows(settings.views, settings.self_blend)
     info.update(
+        quality=_quality_report(data, rows, settings),
+        passes=features.describe(
+            features.Passes(settings.feature_passes - 1, settings.self_blend, settings.degrade)
+        ),
         features_seconds=features_seconds,
         train_seconds=fit_seconds,
-        images_per_second=len(train.feats) / max(features_seconds + fit_seconds, 1e-9),
-        feature_rows=len(train.feats),
+        images_per_second=len(rows) / max(features_seconds + fit_seconds, 1e-9),
+        feature_rows=len(rows),
     )
     return Fitted(
         model=model,
         meta=meta,
         info=info,
-        train_labels=views["train"].labels,
-        export_data=_whole_set(views["validate"]),
+        train_labels=data["train"].labels,
+        export_data=export,
         export_threshold=0.5,
         half=lambda m: float16_copy(m, settings.image_size),
     )
 
 
+def _whole_views(split: SplitData, size: int) -> pipeline.DecodedSet:
+    """The whole views of a split's pictures, decoded as serving decodes them."""
+    spec, limits = ViewSpec(size, None, patch=True), LoadLimits()
+    pixels = np.stack([spec.decode(s.path.read_bytes(), limits).whole for s in split.samples])
+    return pipeline.DecodedSet(pixels, split.labels, split.sources, split.samples)
+
+
+def _check_head(
+    model: keras.Model, head: Head, extract: features.Extractor, views: pipeline.DecodedSet
+) -> None:
+    """The saved model must give the logits the head was fitted for."""
+    probe = np.asarray(views.pixels[:4])
+    got = np.asarray(model(probe.astype(np.float32), training=False)).reshape(-1)
+    want = head.logits(extract(probe))
+    if not np.allclose(got, want, atol=1e-2 * max(1.0, float(np.abs(want).max()))):
+        raise RuntimeError(f"model logits {got} differ from the fitted head's {want}")
+
+
 def _calibrate_and_measure(
-    model: keras.Model,
-    head: frozen.Head,
-    logits: dict[str, frozen.PictureLogits],
-    views: dict[str, ViewSet],
-    settings: FitSettings,
-    options: FaceOptions,
+    head: Head, data: dict[str, SplitData], settings: FitSettings
 ) -> tuple[ModelMeta, dict[str, Any]]:
-    val, val_y = logits["validate"], views["validate"].labels
-    view_logits = np.concatenate([val.whole, val.face[val.has_face]])
-    view_labels = np.concatenate([val_y, val_y[val.has_face]])
-    temperature = calibration.fit_temperature(view_logits, view_labels)
-    rule = frozen.fit_combination(val, val_y, settings.seed)
-    val_probs = frozen.picture_probs(rule, val)
+    logits = {
+        name: combine.picture_logits(head, d.rows, len(d))
+        for name, d in data.items()
+        if name != "train"
+    }
+    val, val_y = logits["validate"], data["validate"].labels
+    views = [val.whole] + [v[~np.isnan(v)] for v in (val.patch, val.face)]
+    labels = [val_y] + [val_y[~np.isnan(v)] for v in (val.patch, val.face)]
+    temperature = calibration.fit_temperature(np.concatenate(views), np.concatenate(labels))
+    rule = combine.fit_rule(val, val_y, settings.seed, settings.face_decides)
+    val_probs = combine.picture_probs(rule, val)
     threshold = calibration.choose_threshold(val_probs, val_y)
+    precision = calibration.UNCERTAIN_PRECISION
+    band = calibration.uncertain_band(
+        val_probs, val_y, threshold, precision, max_share=calibration.UNCERTAIN_MAX_SHARE
+    )
     metrics: dict[str, Any] = {}
     for name, split in logits.items():
-        if name == "train":
-            continue
-        v = views[name]
-        probs = frozen.picture_probs(rule, split)
-        metrics[name] = evaluate.compute_metrics(v.labels, probs, v.sources, threshold)
-        metrics[name]["views"] = frozen.view_metrics(split, v.labels, v.sources, temperature)
-        metrics[name]["faces"] = padding_report(v)
-    combined = rule.logits(val.whole, np.nan_to_num(val.face), val.has_face)
+        d = data[name]
+        probs = combine.picture_probs(rule, split)
+        metrics[name] = evaluate.compute_metrics(d.labels, probs, d.sources, threshold, band)
+        metrics[name]["views"] = combine.view_metrics(split, d.labels, d.sources, temperature)
+    combined = calibration.logit(val_probs)
     calib = calibration.calibration_summary(combined, val_y, 1.0)
-    precision = calibration.UNCERTAIN_PRECISION
-    band = calibration.uncertain_band(val_probs, val_y, threshold, precision=precision)
     calib.update(
         threshold=threshold,
         view_temperature=temperature,
         uncertain_band=list(band),
         uncertain_precision=precision,
+        uncertain_max_share=calibration.UNCERTAIN_MAX_SHARE,
+        validation_band=calibration.band_report(val_probs, val_y, band, threshold),
     )
-    info: dict[str, Any] = {
-        "head": {
-            "epochs": head.epochs,
-            "validation_log_loss": head.val_loss,
-            "features": int(head.model.inputs[0].shape[-1]),
-        },
-        "calibration": calib,
-        "combine_rule": rule.to_dict(),
-    }
     meta = ModelMeta(
         version="pending",
         arch=settings.arch,
         input_size=settings.image_size,
         threshold=threshold,
         temperature=temperature,
-        data_fingerprint=fingerprint(_all_samples(views)),
+        data_fingerprint=fingerprint([s for d in data.values() for s in d.samples]),
         metrics=metrics,
-        faces=options.to_dict(),
+        faces=FaceOptions().to_dict(),
         combine=rule.to_dict(),
+        views=tuple(settings.views),
         uncertain_band=band,
         uncertain_precision=precision,
     )
+    info: dict[str, Any] = {
+        "head": {
+            "kind": "logistic_regression",
+            "c": settings.head_c,
+            "iterations": head.iterations,
+        },
+        "calibration": calib,
+        "combine_rule": rule.to_dict(),
+    }
     return meta, info
 
 
-def _all_samples(views: dict[str, ViewSet]) -> list[Any]:
-    return [s for name in SPLITS for s in views[name].samples]
+def _quality_report(
+    data: dict[str, SplitData], rows: features.Rows, settings: FitSettings
+) -> dict[str, Any]:
+    """Per source: size, sharpness, compression (plain pictures); per measure, how well it tells
+    the class among the training rows, unweighted and as the head was fitted."""
+    per_source: dict[str, Any] = {}
+    for d in data.values():
+        plain = (d.rows.passes == features.PLAIN) & (d.rows.kind == 0)
+        facts = d.rows.quality[plain]
+        sources = [d.samples[i].source for i in d.rows.index[plain]]
+        for source, report in quality.per_source(facts, sources).items():
+            per_source.setdefault(source, report)
+    weights = row_weights(rows, settings.balance_quality)
+    return {
+        "per_source": per_source,
+        "class_signal_unweighted": quality.class_signal(rows.quality, rows.labels),
+        "class_signal_weighted": quality.class_signal(rows.quality, rows.labels, weights),
+    }
 
 
-def _whole_set(views: ViewSet) -> pipeline.DecodedSet:
-    """Whole views as a DecodedSet (what the LiteRT and int8 checks compare on)."""
-    return pipeline.DecodedSet(views.whole, views.labels, views.sources, views.samples)
+def leave_one_source_out(
+    splits: DatasetSplits,
+    settings: FitSettings,
+    *,
+    cache_dir: Path | None,
+    init_bundle: Path | None = None,
+) -> dict[str, Any]:
+    """The leave-one-source-out table of these settings, without training a bundle."""
+    keras.utils.set_random_seed(settings.seed)
+    model = initial_model(settings, init_bundle)
+    extract = features.Extractor(model, settings.image_size)
+    every = split_data(splits, settings, extract, cache_dir or pipeline.default_cache_dir())
+    result = loso.table(every, settings, lambda t: fit_on(t, settings))
+    result["settings"] = settings.to_dict()
+    return result

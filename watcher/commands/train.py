@@ -38,17 +38,10 @@ EXIT_USAGE = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `train` and `evaluate` sub-commands."""
+    """Add the `train`, `loso` and `evaluate` sub-commands."""
     train = subparsers.add_parser("train", help="train a new candidate model")
     _data_arguments(train)
-    # No `choices` here: listing them would import Keras for every command (seconds of start-up).
-    train.add_argument("--arch", help="architecture: seed_cnn, hp_cnn, resnet_hp, tiny, ...")
-    train.add_argument("--epochs", type=int, help="maximum number of epochs")
-    train.add_argument("--image-size", type=int, help="square input size in pixels")
-    train.add_argument("--batch-size", type=int, help="images per step")
-    train.add_argument("--learning-rate", type=float, help="peak learning rate")
-    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
-    train.add_argument("--seed", type=int, help="seed for split, augmentation and weights")
+    _fit_arguments(train)
     train.add_argument(
         "--hold-out-source",
         action="append",
@@ -58,6 +51,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "an unseen source); repeatable",
     )
     train.add_argument(
+        "--leave-one-source-out",
+        action="store_true",
+        help="pretrained --arch: also hold out each source in turn and record the table",
+    )
+    train.add_argument(
+        "--invariance",
+        type=int,
+        metavar="N",
+        help="score N test pictures per source again through each processing chain",
+    )
+    train.add_argument("--out", type=Path, help="bundle folder (default: model store/<version>)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.add_argument("--no-register", action="store_true", help="do not touch the database")
+    train.add_argument("--no-tflite", action="store_true", help="skip the LiteRT export")
+    train.set_defaults(func=run)
+
+    loso = subparsers.add_parser(
+        "loso",
+        help="hold out each source in turn and measure it (pretrained --arch; chooses settings)",
+    )
+    _data_arguments(loso)
+    _fit_arguments(loso)
+    loso.add_argument("--out", type=Path, help="also write the table as JSON to this file")
+    loso.set_defaults(func=run_loso)
+
+    evaluate = subparsers.add_parser("evaluate", help="measure a model on a labelled split")
+    _data_arguments(evaluate)
+    evaluate.add_argument(
+        "--model", default="default", help="'default' (bundled), a registered version or a path"
+    )
+    evaluate.add_argument("--split", default="test", help="train, validate or test")
+    evaluate.add_argument(
+        "--invariance",
+        type=int,
+        metavar="N",
+        help="also score N pictures per source again through each processing chain",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--no-store", action="store_true", help="do not store the metrics")
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def _fit_arguments(train: argparse.ArgumentParser) -> None:
+    """What a training run is made of (shared by `train` and `loso`)."""
+    # No `choices` here: listing them would import Keras for every command (seconds of start-up).
+    train.add_argument("--arch", help="architecture: seed_cnn, hp_cnn, resnet_hp, tiny, ...")
+    train.add_argument("--epochs", type=int, help="maximum number of epochs")
+    train.add_argument("--image-size", type=int, help="square input size in pixels")
+    train.add_argument("--batch-size", type=int, help="images per step")
+    train.add_argument("--learning-rate", type=float, help="peak learning rate")
+    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
+    train.add_argument("--seed", type=int, help="seed for split, augmentation and weights")
+    train.add_argument(
         "--no-augment", action="store_true", help="train without augmentation (for comparison)"
     )
     train.add_argument(
@@ -66,23 +112,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ImageNet weights file for a pretrained --arch (default: download)",
     )
     train.add_argument(
-        "--feature-passes", type=int, help="pretrained --arch: 1 plain + N-1 augmented passes"
+        "--feature-passes",
+        type=int,
+        help="pretrained --arch: 1 plain + N-1 passes through random processing chains",
     )
-    train.add_argument("--out", type=Path, help="bundle folder (default: model store/<version>)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    train.add_argument("--no-register", action="store_true", help="do not touch the database")
-    train.add_argument("--no-tflite", action="store_true", help="skip the LiteRT export")
-    train.set_defaults(func=run)
-
-    evaluate = subparsers.add_parser("evaluate", help="measure a model on a labelled split")
-    _data_arguments(evaluate)
-    evaluate.add_argument(
-        "--model", default="default", help="'default' (bundled), a registered version or a path"
+    train.add_argument(
+        "--views", help="pretrained --arch: views scored, from whole,patch,face (whole first)"
     )
-    evaluate.add_argument("--split", default="test", help="train, validate or test")
-    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    evaluate.add_argument("--no-store", action="store_true", help="do not store the metrics")
-    evaluate.set_defaults(func=run_evaluate)
+    train.add_argument("--head-c", type=float, help="pretrained --arch: inverse L2 of the head")
+    train.add_argument(
+        "--no-self-blend", action="store_true", help="pretrained --arch: no self-blended faces"
+    )
+    train.add_argument(
+        "--no-balance-quality",
+        action="store_true",
+        help="pretrained --arch: no row weights against size, sharpness and compression",
+    )
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,18 +170,48 @@ def resolve_data(args: argparse.Namespace, settings: Settings) -> DatasetSplits:
     return splits
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Train a model, write its bundle and register it as a candidate."""
+def fit_settings_of(args: argparse.Namespace, settings: Settings, command: str) -> Any:
+    """FitSettings from the config and the command line; None (after saying why) when the
+    command line names an unknown architecture or bad views."""
     from training.architectures import ARCHITECTURES
     from training.augment import NO_AUGMENT
-    from training.fit import FitSettings
+    from training.settings import FitSettings
 
     if args.arch is not None and args.arch not in ARCHITECTURES:
         known = ", ".join(sorted(ARCHITECTURES))
-        print(
-            f"deepfake-detector train: unknown --arch {args.arch!r} (known: {known})",
-            file=sys.stderr,
+        print(f"deepfake-detector {command}: unknown --arch {args.arch!r} (known: {known})",
+              file=sys.stderr)  # fmt: skip
+        return None
+    views = tuple(v.strip() for v in args.views.split(",")) if args.views else None
+    try:
+        return FitSettings.from_config(
+            settings.training,
+            arch=args.arch,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            seed=args.seed,
+            augment=NO_AUGMENT if args.no_augment else None,
+            backbone_weights=str(args.backbone_weights) if args.backbone_weights else None,
+            feature_passes=args.feature_passes,
+            views=views,
+            head_c=args.head_c,
+            self_blend=False if args.no_self_blend else None,
+            balance_quality=False if args.no_balance_quality else None,
+            leave_one_source_out=getattr(args, "leave_one_source_out", False) or None,
+            invariance_per_source=getattr(args, "invariance", None),
         )
+    except ValueError as exc:
+        print(f"deepfake-detector {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Train a model, write its bundle and register it as a candidate."""
+    fit_settings = fit_settings_of(args, settings, "train")
+    if fit_settings is None:
         return EXIT_USAGE
     try:
         splits = resolve_data(args, settings).holding_out(args.hold_out_source)
@@ -146,19 +221,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.hold_out_source:
         print(f"held out of train and validate: {', '.join(sorted(set(args.hold_out_source)))}")
         print(format_distribution(splits), flush=True)
-    fit_settings = FitSettings.from_config(
-        settings.training,
-        arch=args.arch,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        seed=args.seed,
-        augment=NO_AUGMENT if args.no_augment else None,
-        backbone_weights=str(args.backbone_weights) if args.backbone_weights else None,
-        feature_passes=args.feature_passes,
-    )
     version = new_version(fit_settings.arch)
     store = settings.detector.model_store
     dest = args.out if args.out is not None else store / version
@@ -168,6 +230,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if db is not None:
             db.close()
+
+
+def run_loso(args: argparse.Namespace, settings: Settings) -> int:
+    """Hold out each source in turn; print the table (and write it as JSON with --out)."""
+    fit_settings = fit_settings_of(args, settings, "loso")
+    if fit_settings is None:
+        return EXIT_USAGE
+    if not fit_settings.pretrained:
+        print("deepfake-detector loso: needs a pretrained --arch (mobilenet_ms)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        splits = resolve_data(args, settings)
+    except DatasetError as exc:
+        print(f"deepfake-detector loso: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    from training.pretrained.loso import format_table
+    from training.pretrained.run import leave_one_source_out
+
+    result = leave_one_source_out(splits, fit_settings, cache_dir=settings.training.cache_dir)
+    print(format_table(result))
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        print(f"table written to {args.out}")
+    return EXIT_OK
 
 
 def _train_and_register(
@@ -286,7 +372,8 @@ def resolve_model(spec: str, settings: Settings, db: Database | None) -> Path:
 
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate a model on one split; print and store the metrics."""
-    from training.evaluate import evaluate, format_metrics
+    from detector.classifier import Classifier
+    from training.evaluate import evaluate, format_invariance, format_metrics, invariance
 
     try:
         splits = resolve_data(args, settings)
@@ -298,7 +385,10 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         bundle = resolve_model(args.model, settings, db)
         started = time.perf_counter()
-        report = evaluate(bundle, samples, cache_dir=settings.training.cache_dir)
+        classifier = Classifier.load(bundle)
+        report = evaluate(classifier, samples, cache_dir=settings.training.cache_dir)
+        if args.invariance:
+            report.metrics["invariance"] = invariance(classifier, samples, args.invariance)
         report.metrics["seconds"] = time.perf_counter() - started
         if db is not None:
             _store_evaluation(db, bundle, f"{splits.root}:{args.split}", samples, report.metrics)
@@ -314,6 +404,8 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"model {report.version} on {args.split} split of {splits.root}")
         print(format_metrics(report.metrics))
+        if "invariance" in report.metrics:
+            print(format_invariance(report.metrics["invariance"]))
     return EXIT_OK
 
 
