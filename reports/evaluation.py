@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from detector.bundle import ModelMeta
-from reports import charts
+from reports import charts, generalization
 from reports.imagefacts import thumbnail_uri
 from reports.page import (
     Block,
@@ -124,6 +124,7 @@ def build_evaluation_page(inp: EvaluationInput, *, stamp: Stamp, name: str = "ev
             _calibration(m, labels, scores, absent),
             _sweep(m, absent),
             _per_source(m, _unseen_sources(inp.meta), absent),
+            *generalization.sections(m, inp.meta.training if inp.meta else {}),
             _mistakes(inp, threshold),
         ]
     sections.append(_training_curves(inp.meta))

@@ -42,3 +42,72 @@ def test_a_model_trained_on_every_source_gets_no_unseen_note() -> None:
         html = section(_page_html(training), "per-source")
         assert "<td>gen_x</td>" in html
         assert "Never seen in training" not in html
+
+
+def _metrics_page(metrics: dict[str, object], training: dict[str, object]) -> str:
+    meta = ModelMeta(version="m2", arch="mobilenet_ms", input_size=32, training=training)
+    inp = EvaluationInput(
+        meta=meta,
+        model_source="candidate",
+        dataset="data:test",
+        data_fingerprint="f",
+        metrics={"accuracy": 0.9, "per_source": PER_SOURCE, **metrics},
+    )
+    return render_page(build_evaluation_page(inp, stamp=Stamp.now("m2", "f")))
+
+
+def test_invariance_leave_one_source_out_band_and_quality_are_shown() -> None:
+    chain = {
+        "accuracy": 0.8,
+        "accuracy_change": -0.1,
+        "roc_auc": 0.85,
+        "flipped": 0.125,
+        "by_class": {"real": {"accuracy": 0.9}, "ai": {"accuracy": 0.7}},
+    }
+    invariance = {
+        "pictures": 40,
+        "per_source": 20,
+        "unprocessed": {**chain, "accuracy": 0.9, "flipped": 0.0},
+        "chains": {"jpeg_50": chain},
+    }
+    loso = {
+        "sources": {
+            "gen_x": {"class": "ai", "pictures": 30, "auc": 0.61, "accuracy": 0.4, "views": {}},
+            "cam_a": {"class": "real", "pictures": 30, "auc": 0.93, "accuracy": 0.9, "views": {}},
+        },
+        "mean_auc": 0.77,
+        "worst_auc": 0.61,
+        "worst_source": "gen_x",
+        "not_held_out": ["gen_future"],
+    }
+    quality = {
+        "per_source": {
+            "cam_a": {
+                "pictures": 10,
+                "median_side": 256,
+                "median_sharpness": 3.5,
+                "median_jpeg_quality": 90,
+            }
+        },
+        "class_signal_unweighted": {"sharpness": 0.71},
+        "class_signal_weighted": {"sharpness": 0.52},
+    }
+    band = {"uncertain_share": 0.04, "ai_precision": 0.95, "real_precision": 0.96}
+    html = _metrics_page(
+        {"invariance": invariance, "band": band},
+        {"leave_one_source_out": loso, "quality": quality},
+    )
+    chains = section(html, "invariance")
+    assert "<td>jpeg_50</td>" in chains and "0.125" in chains and "40 test pictures" in chains
+    held = section(html, "loso")
+    assert "worst 0.6100 (gen_x)" in held and "gen_future" in held
+    assert held.index("<td>gen_x</td>") < held.index("<td>cam_a</td>")  # worst first
+    assert "4.0% of the pictures" in section(html, "band")
+    measured = section(html, "quality")
+    assert "<td>cam_a</td>" in measured and "0.71" in measured and "0.52" in measured
+
+
+def test_a_model_that_records_none_of_them_says_so() -> None:
+    html = _metrics_page({}, {})
+    for name in ("invariance", "loso", "band", "quality"):
+        assert "does not record it" in section(html, name), name
