@@ -219,3 +219,30 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str, *, legend: bool) -> 
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
+
+
+def intervals(
+    labels: Sequence[str],
+    values: Sequence[float],
+    bounds: Sequence[tuple[float, float]],
+    *,
+    title: str,
+    xlabel: str,
+    reference: float | None = None,
+) -> str:
+    """One point per row with its interval as a horizontal bar, and an optional reference line."""
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        y = np.arange(len(labels))[::-1]
+        v = np.asarray(values, dtype=float)
+        lo = v - np.array([b[0] for b in bounds])
+        hi = np.array([b[1] for b in bounds]) - v
+        ax.errorbar(v, y, xerr=[lo, hi], fmt="o", color=PALETTE[0], capsize=3)
+        if reference is not None:
+            ax.axvline(reference, color=PALETTE[1], linestyle="--", label="overall")
+        ax.set_yticks(y, list(labels))
+        ax.set_xlim(0.0, max(0.05, float(max((b[1] for b in bounds), default=0.0))) * 1.05)
+        _finish(ax, title, xlabel, "", legend=reference is not None)
+
+    return render(draw, size=(6.4, max(2.0, 0.3 * len(labels) + 1.2)))

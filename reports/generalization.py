@@ -1,5 +1,6 @@
-"""Evaluation sections on what the model will meet outside its data: processing invariance,
-sources it never saw (leave one source out), image quality per source, the uncertain band.
+"""Evaluation sections on what the model will meet outside its data: false positives per group
+of people, processing invariance, sources it never saw (leave one source out), the uncertain
+band, image quality per source.
 
 Figures come from model.json (training) or from `evaluate --invariance`; this module only
 draws them, and says so when a model does not record them.
@@ -10,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reports.page import Block, Note, Section, Table, nodata_section
+from reports import charts
+from reports.page import Block, Chart, Note, Section, Table, nodata_section
 
 OLDER_MODEL = "this model does not record it (trained before it was measured)."
 
 
 def sections(metrics: Mapping[str, Any] | None, training: Mapping[str, Any]) -> list[Section]:
-    """The four sections, in reading order."""
+    """The sections, in reading order."""
     m = metrics or {}
     return [
+        fairness_section(m.get("fairness")),
         invariance_section(m.get("invariance")),
         loso_section(training.get("leave_one_source_out")),
         band_section(m.get("band"), m.get("per_source")),
@@ -124,3 +127,46 @@ def quality_section(report: Any) -> Section:
             Table(("measure", "unweighted", "weighted"), signal),
         ),
     )
+
+
+def fairness_section(result: Any) -> Section:
+    """False-positive rate of real pictures per group, with 95 % intervals (training.fairness)."""
+    title = "Fairness: real pictures called AI, per group"
+    if not isinstance(result, Mapping) or not result.get("attributes"):
+        return nodata_section(
+            "fairness", title, "the data names no attributes of the people (manifest columns)."
+        )
+    overall = result["overall"]
+    rows, labels, values, bounds = [], [], [], []
+    for column, groups in result["attributes"].items():
+        for group, row in groups.items():
+            lo, hi = row["interval"]
+            said = "too small to say" if row["too_small"] else row["scope"]
+            rows.append(
+                (column, group, row["n"], row["false_positives"], row["rate"], lo, hi, said)
+            )
+            labels.append(f"{column}={group}")
+            values.append(row["rate"] or 0.0)
+            bounds.append((lo, hi))
+    blocks: list[Block] = [
+        Note(
+            f"Overall {overall['rate']:.3f} ({overall['false_positives']} of {overall['n']} real "
+            "pictures called AI). Each group's rate with its 95 % Wilson interval; groups under "
+            "30 real test pictures pool the validation split's."
+        )
+    ]
+    worst = result.get("worst")
+    if worst:
+        blocks.append(
+            Note(
+                f"Worst group: {worst['attribute']}={worst['group']} at {worst['rate']:.3f} "
+                f"(interval {worst['interval'][0]:.3f}-{worst['interval'][1]:.3f})."
+            )
+        )
+    columns = ("attribute", "group", "real pictures", "called AI", "rate", "low", "high", "scope")
+    blocks.append(Table(columns, tuple(rows)))
+    chart = charts.intervals(
+        labels, values, bounds, title=title, xlabel="false-positive rate", reference=overall["rate"]
+    )
+    blocks.append(Chart("False-positive rate per group", chart))
+    return Section("fairness", title, tuple(blocks))

@@ -29,6 +29,11 @@ IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic"}
 )
 MANIFEST: Final[str] = "manifest.csv"
+# Manifest columns that describe the file; every other column is an attribute of the person or
+# picture (age, gender, ...), reported per group by training.fairness.
+FILE_COLUMNS: Final[frozenset[str]] = frozenset(
+    {"path", "split", "label", "class", "source", "generator"}
+)
 UNKNOWN_SOURCE: Final[str] = "unknown"
 # Plain layout: share of each (class, source) group that goes to train / validate (rest: test).
 SPLIT_FRACTIONS: Final[tuple[float, float]] = (0.6, 0.2)
@@ -46,6 +51,8 @@ class Sample:
     label: int  # 0 = real, 1 = ai
     split: str  # "train" | "validate" | "test"
     source: str  # where it came from (manifest `source`), for per-source metrics
+    # Other manifest columns with a value for this picture (e.g. age, gender): (column, value).
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +221,38 @@ def read_manifest(root: Path) -> dict[str, str]:
         }
 
 
+def read_attributes(root: Path) -> dict[str, tuple[tuple[str, str], ...]]:
+    """{relative posix path: ((column, value), ...)} of the manifest's attribute columns (those
+    not in FILE_COLUMNS), empty values left out; empty without a manifest."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in reader.fieldnames or () if c and c.strip() not in FILE_COLUMNS]
+        if not columns:
+            return {}
+        return {
+            row["path"].strip().replace("\\", "/"): tuple(
+                (c.strip(), row[c].strip()) for c in columns if (row.get(c) or "").strip()
+            )
+            for row in reader
+        }
+
+
+def _with_attributes(
+    root: Path, parts: dict[str, tuple[Sample, ...]]
+) -> dict[str, tuple[Sample, ...]]:
+    """The samples with their manifest attributes attached."""
+    found = read_attributes(root)
+    if not found:
+        return parts
+    return {
+        split: tuple(replace(s, attributes=found.get(_rel(s.path, root), ())) for s in samples)
+        for split, samples in parts.items()
+    }
+
+
 def _load_kaggle(root: Path) -> DatasetSplits:
     dirs = _kaggle_split_dirs(root)
     assert dirs is not None
@@ -226,6 +265,7 @@ def _load_kaggle(root: Path) -> DatasetSplits:
             for path in _image_files(folder / str(label))
         )
     _require_images(root, parts)
+    parts = _with_attributes(root, parts)
     logger.info("read Kaggle layout at %s", root)
     return DatasetSplits(root, "kaggle", parts["train"], parts["validate"], parts["test"])
 
@@ -248,7 +288,7 @@ def _load_plain(root: Path, real_dir: str, ai_dir: str, seed: int) -> DatasetSpl
         for label, folder in enumerate((real_dir, ai_dir))
         for path in _image_files(root / folder)
     ]
-    parts = stratified_split(unsplit, seed)
+    parts = _with_attributes(root, stratified_split(unsplit, seed))
     _require_images(root, parts)
     logger.info("read plain layout at %s, split with seed %d", root, seed)
     return DatasetSplits(root, "plain", parts["train"], parts["validate"], parts["test"])

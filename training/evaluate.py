@@ -17,7 +17,7 @@ from detector.classifier import Classifier
 from detector.errors import ImageRejected
 from detector.imageio import LoadLimits
 from detector.views import Views
-from training import calibration
+from training import calibration, fairness
 from training.datasets import CLASS_NAMES, Sample
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,9 @@ def evaluate(
         labels, sources, kept = data.labels, data.sources, data.samples
     band = classifier.band
     metrics = compute_metrics(labels, probs, sources, cut, (band.lo, band.hi) if band else None)
+    groups = fairness.false_positive_rates(kept, probs, cut)
+    if groups:
+        metrics["fairness"] = groups
     metrics["backend"] = classifier.backend
     return EvalReport(classifier.version, metrics, probs, labels, sources, kept)
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from training import fairness
+
 logger = logging.getLogger(__name__)
 
 # Overall metrics compared; the candidate may trail the champion by at most `margin` on each.
@@ -38,7 +40,8 @@ def decide(
     source_margin: float = 0.01,
 ) -> Decision:
     """Promote when the candidate is no worse than the champion (within margins) overall and
-    on every source the champion was measured on."""
+    on every source the champion was measured on, and not clearly worse for any group of
+    people (training.fairness)."""
     problems = _candidate_problems(candidate_metrics)
     if problems:
         return Decision(False, problems)
@@ -50,6 +53,9 @@ def decide(
         return Decision(False, ["metrics were measured on different data; re-evaluate both"])
     failures = _overall_failures(candidate_metrics, champion_metrics, margin)
     failures += _source_failures(candidate_metrics, champion_metrics, source_margin)
+    failures += fairness.gate_failures(
+        candidate_metrics.get("fairness") or {}, champion_metrics.get("fairness") or {}
+    )
     if failures:
         return Decision(False, failures)
     return Decision(True, _summary(candidate_metrics, champion_metrics))

@@ -96,6 +96,9 @@ def write_dataset(root: Path) -> TinyDataset:
 
 def _row(rel: str, split: str, label: int, source: str) -> dict[str, Any]:
     cls = ("real", "ai")[label]
+    # Attributes of the people on the real pictures (fairness section): an age, and a column
+    # no code knows in advance.
+    number = sum(map(ord, rel))
     return {
         "path": rel,
         "split": split,
@@ -103,6 +106,8 @@ def _row(rel: str, split: str, label: int, source: str) -> dict[str, Any]:
         "class": cls,
         "source": source,
         "generator": source if label else "real",
+        "age": "" if label else str(8 + number % 70),
+        "lighting": "" if label else ("studio", "outdoor")[number % 2],
     }
 
 

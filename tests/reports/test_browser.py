@@ -43,7 +43,14 @@ def chromium() -> str:
 
 # Sections every page must show (ids of <section>); index.html has none.
 PAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "evaluation.html": ("model", "metrics", "confusion-matrix", "curves", "calibration"),
+    "evaluation.html": (
+        "model",
+        "metrics",
+        "confusion-matrix",
+        "curves",
+        "calibration",
+        "fairness",
+    ),
     "eda.html": ("overview", "class-distribution", "samples", "features", "pca"),
     "operations.html": ("score-drift",),
     "review.html": ("flagged", "real"),
@@ -157,6 +164,17 @@ def console_errors(log: str) -> list[str]:
     """Console lines reporting an uncaught error, a CSP violation or a failed load."""
     console = [line for line in log.splitlines() if CONSOLE_LINE.search(line)]
     return [line for line in console if BAD_CONSOLE.search(line)]
+
+
+def test_the_fairness_section_shows_every_group_with_its_chart(
+    rendered: dict[str, tuple[str, str]],
+) -> None:
+    dom, _ = rendered["evaluation.html"]
+    fair = dom[dom.index('<section id="fairness">') :]
+    fair = fair[: fair.index("</section>")]
+    assert "<td>lighting</td>" in fair and "<td>studio</td>" in fair
+    assert "<td>age</td>" in fair and re.search(r"<td>(0-12|13-19|20-39|40-59|60\+)</td>", fair)
+    assert 'src="data:image/png;base64,' in fair  # the rate-and-interval chart
 
 
 def test_inbox_file_name_stays_text_in_the_browser(

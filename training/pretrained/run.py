@@ -25,7 +25,7 @@ from detector.bundle import KERAS_FILE, ModelMeta
 from detector.faces import FaceFinder, FaceOptions
 from detector.imageio import LoadLimits
 from detector.views import ViewSpec
-from training import calibration, evaluate, pipeline, quality
+from training import calibration, evaluate, fairness, pipeline, quality
 from training.datasets import SPLITS, DatasetSplits, fingerprint
 from training.pretrained import combine, features, loso
 from training.pretrained.data import SplitData
@@ -180,11 +180,15 @@ def _calibrate_and_measure(
         val_probs, val_y, threshold, precision, max_share=calibration.UNCERTAIN_MAX_SHARE
     )
     metrics: dict[str, Any] = {}
+    probs = {name: combine.picture_probs(rule, split) for name, split in logits.items()}
     for name, split in logits.items():
         d = data[name]
-        probs = combine.picture_probs(rule, split)
-        metrics[name] = evaluate.compute_metrics(d.labels, probs, d.sources, threshold, band)
+        metrics[name] = evaluate.compute_metrics(d.labels, probs[name], d.sources, threshold, band)
         metrics[name]["views"] = combine.view_metrics(split, d.labels, d.sources, temperature)
+    pool = (data["validate"].samples, probs["validate"])
+    groups = fairness.false_positive_rates(data["test"].samples, probs["test"], threshold, pool)
+    if groups:
+        metrics["test"]["fairness"] = groups
     combined = calibration.logit(val_probs)
     calib = calibration.calibration_summary(combined, val_y, 1.0)
     calib.update(

@@ -374,6 +374,7 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate a model on one split; print and store the metrics."""
     from detector.classifier import Classifier
     from training.evaluate import evaluate, format_invariance, format_metrics, invariance
+    from training.fairness import format_rates
 
     try:
         splits = resolve_data(args, settings)
@@ -404,6 +405,8 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"model {report.version} on {args.split} split of {splits.root}")
         print(format_metrics(report.metrics))
+        if "fairness" in report.metrics:
+            print(format_rates(report.metrics["fairness"]))
         if "invariance" in report.metrics:
             print(format_invariance(report.metrics["invariance"]))
     return EXIT_OK
