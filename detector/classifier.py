@@ -328,7 +328,7 @@ def _load_keras(path: Path, size: int, mixed_precision: str) -> LogitFn:
         device = "/GPU:0" if use_gpu else "/CPU:0"
         with tf.device(device):
             model = _load_keras_model(path)
-            _check_keras_contract(model, path)
+            _check_keras_contract(model, path, size)
             if _wants_mixed_precision(mixed_precision, use_gpu):
                 _switch_to_mixed_float16(model)
             return _keras_logits_fn(tf, model, size, device)
@@ -345,13 +345,13 @@ def _load_keras_model(path: Path) -> Any:
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
-def _check_keras_contract(model: Any, path: Path) -> None:
-    inputs = getattr(model, "inputs", None) or []
-    outputs = getattr(model, "outputs", None) or []
-    if len(inputs) != 1 or tuple(inputs[0].shape)[-1:] != (3,):
-        raise ModelLoadError(f"{path} must take one (None, None, None, 3) image input")
-    if len(outputs) != 1 or tuple(outputs[0].shape)[1:] != (1,):
-        raise ModelLoadError(f"{path} must output one logit per image")
+def _check_keras_contract(model: Any, path: Path, size: int) -> None:
+    from detector.modelio import check_model_contract
+
+    try:
+        check_model_contract(model, size)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path} breaks the model contract: {exc}") from exc
 
 
 def _wants_mixed_precision(mode: str, use_gpu: bool) -> bool:

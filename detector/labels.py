@@ -22,10 +22,3 @@ class Label(enum.StrEnum):
         if self is Label.UNCERTAIN:
             raise ValueError("'uncertain' is a verdict, not a model class")
         return 0 if self is Label.REAL else 1
-
-    @classmethod
-    def from_index(cls, index: int) -> Label:
-        """The label for a class index (0 = real, 1 = ai)."""
-        if index not in (0, 1):
-            raise ValueError(f"class index must be 0 or 1, got {index!r}")
-        return cls.REAL if index == 0 else cls.AI

@@ -123,17 +123,6 @@ def sep_block(x: Any, filters: int, stride: int, name: str) -> Any:
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def res_block(x: Any, filters: int, stride: int, name: str) -> Any:
-    """Classic basic residual block (two 3x3 convs)."""
-    shortcut = x
-    y = conv_bn(x, filters, 3, stride, f"{name}_a")
-    y = conv_bn(y, filters, 3, 1, f"{name}_b", act=False)
-    if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = conv_bn(shortcut, filters, 1, stride, f"{name}_proj", act=False)
-    y = layers.Add(name=f"{name}_add")([y, shortcut])
-    return layers.ReLU(name=f"{name}_out")(y)
-
-
 def hp_resnet(
     x: Any,
     widths: tuple[int, ...],

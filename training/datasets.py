@@ -366,11 +366,8 @@ def fingerprint(samples: Sequence[Sample], workers: int = 2) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def cache_key(samples: Sequence[Sample], image_size: int, decoder: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from detector.bundle import ModelMeta, save_bundle
+from detector.modelio import check_model_contract
 from training import litert as litert_export
 
 
@@ -61,7 +62,9 @@ def publish_bundle(
     """save_bundle to `dest`, replacing an existing bundle only with overwrite.
 
     The new bundle is complete before the old one is moved aside: never a half-replaced folder.
+    A model that breaks the model contract (serving would refuse it) is never published.
     """
+    check_model_contract(model, meta.input_size)
     dest = Path(dest)
     if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
         if dest.exists():

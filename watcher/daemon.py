@@ -7,7 +7,6 @@ screened, join every thread.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
@@ -25,9 +24,6 @@ from watcher.threads import WAKE_S, Worker
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_MODULE = "watcher.scheduler"
-
-
 def ensure_inboxes(roots: tuple[Path, ...]) -> None:
     """Create missing inbox folders (OSError when that is impossible)."""
     for root in roots:
@@ -35,16 +31,12 @@ def ensure_inboxes(roots: tuple[Path, ...]) -> None:
 
 
 def start_scheduler(settings: Settings, db: Database) -> Any | None:
-    """Start watcher.scheduler's jobs when that module exists and the scheduler is enabled."""
+    """Start the scheduler's jobs (reports, retraining) when the scheduler is enabled."""
     if not settings.scheduler.enabled:
         return None
-    try:
-        module = importlib.import_module(SCHEDULER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != SCHEDULER_MODULE:
-            raise
-        return None
-    return module.start_scheduler(settings, db)
+    from watcher.scheduler import start_scheduler as start
+
+    return start(settings, db)
 
 
 class Daemon:

@@ -124,11 +124,8 @@ def find_moved(
 def _hash_matches(path: Path, sha256: str | None) -> bool:
     if sha256 is None or not stat.S_ISREG(os.lstat(path).st_mode):
         return True  # size + mtime of a rejected (unhashed) file is all there is to go on
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest() == sha256
+        return hashlib.file_digest(fh, "sha256").hexdigest() == sha256
 
 
 def _link_then_unlink(src: Path, folder: Path, st: os.stat_result) -> Path:
