@@ -24,6 +24,7 @@ from watcher.threads import WAKE_S, Worker
 
 logger = logging.getLogger(__name__)
 
+
 def ensure_inboxes(roots: tuple[Path, ...]) -> None:
     """Create missing inbox folders (OSError when that is impossible)."""
     for root in roots:
