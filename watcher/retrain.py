@@ -43,8 +43,8 @@ from training.datasets import (
     load_layout,
     merge,
 )
-from watcher.commands.report import generate_reports
 from watcher.models_watch import load_classifier, resolve_model
+from watcher.reporting import generate_reports
 from watcher.settings import Settings
 from watcher.stored_evaluations import PER_IMAGE, per_image, scored_images, test_dataset_name
 

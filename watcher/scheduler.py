@@ -209,7 +209,7 @@ def run_reports_job() -> None:
     ctx = _require_context(REPORTS_JOB)
     if ctx is None:
         return
-    from watcher.commands.report import ALL_KINDS, generate_reports
+    from watcher.reporting import ALL_KINDS, generate_reports
 
     try:
         result = generate_reports(ctx.settings, ctx.db, ALL_KINDS, reuse=True)

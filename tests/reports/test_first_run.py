@@ -17,7 +17,7 @@ from reports.eda import compute_facts
 from reports.recorded import how_to_point_at_data
 from storage.db import Database
 from training.datasets import fingerprint, load_layout
-from watcher.commands.report import CACHE_DIR, generate_reports
+from watcher.reporting import CACHE_DIR, generate_reports
 from watcher.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

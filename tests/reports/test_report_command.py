@@ -15,7 +15,7 @@ from storage import queries as q
 from storage.db import Database
 from training.datasets import fingerprint, load_layout
 from watcher.cli import main
-from watcher.commands.report import generate_reports
+from watcher.reporting import generate_reports
 from watcher.settings import Settings
 
 PAGES = ("evaluation.html", "eda.html", "operations.html", "review.html")

@@ -23,7 +23,7 @@ from storage.db import Database
 from storage.models import FileRow, utcnow
 from storage.queries.review import FaceBox
 from tests.storage.factories import Seed
-from watcher.commands.report import generate_reports
+from watcher.reporting import generate_reports
 from watcher.settings import Settings
 
 FACES_DDL = (
