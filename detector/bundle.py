@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from detector.atomic import write_atomic
+
 if TYPE_CHECKING:
     import keras
 
@@ -192,18 +194,8 @@ def read_meta(bundle_dir: Path) -> ModelMeta:
 
 def write_meta(meta: ModelMeta, bundle_dir: Path) -> Path:
     """Write model.json atomically (temp file + rename); returns its path."""
-    path = Path(bundle_dir) / META_FILE
     payload = json.dumps(meta.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{META_FILE}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(Path(bundle_dir) / META_FILE, payload)
 
 
 def bundled_model_dir() -> Path:

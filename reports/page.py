@@ -8,11 +8,8 @@ generic Jinja2 template renders any page, with autoescaping on, so a file name s
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +18,8 @@ from typing import ClassVar, Final
 
 import jinja2
 from markupsafe import Markup
+
+from detector import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -238,22 +237,9 @@ def prepare_dir(out_dir: Path, *, private: bool) -> Path:
 
 
 def write_atomic(path: Path, text: str | bytes, *, private: bool) -> Path:
-    """Write text (or bytes) via a temp file + rename: readers never see half a report."""
+    """Write a report file atomically (readers never see half a report), private or not."""
     prepare_dir(path.parent, private=private)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 already; the public variant is opted into explicitly.
-        os.chmod(tmp, 0o600 if private else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_atomic(path, text, mode=0o600 if private else 0o644)
     logger.info("wrote %s", path)
     return path
 

@@ -9,7 +9,6 @@ and later runs on the same files skip decoding entirely.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import PIL
 import tensorflow as tf
 
 from detector import imageio
+from detector.atomic import write_atomic
 from detector.errors import ImageRejected
 from training import augment as aug
 from training.datasets import Sample, cache_key
@@ -113,11 +113,8 @@ def _write_cache(
 ) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for path, array in ((pixels_path, pixels), (keep_path, keep)):
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, array)
-            os.replace(tmp, path)  # a crash never leaves a half-written cache behind
+        write_atomic(pixels_path, lambda fh: np.save(fh, pixels))
+        write_atomic(keep_path, lambda fh: np.save(fh, keep))
     except OSError as exc:  # a cache is an optimisation; training goes on without it
         logger.warning("could not write decoded-pixel cache in %s: %s", folder, exc)
 

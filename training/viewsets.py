@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ import PIL
 
 from detector import faces as face_mod
 from detector import imageio
+from detector.atomic import write_atomic
 from detector.errors import ImageRejected
 from detector.faces import FaceFinder, FaceOptions
 from detector.views import decode_views
@@ -152,14 +152,11 @@ def _decode_all(
 
 def save_cache(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:
     """Write a cache of arrays as .npz atomically; a failure is logged, never fatal."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)  # never a half-written cache
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
     except OSError as exc:  # a cache is an optimisation
         logger.warning("could not write %s cache %s: %s", what, path, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def padding_report(views: ViewSet) -> dict[str, dict[str, float]]:

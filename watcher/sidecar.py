@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from pathlib import Path
 from typing import Any, Final
 
+from detector.atomic import write_atomic
 from storage.queries import ImageEvidence, VerdictRow
 from watcher.disposition import fit_name
 
@@ -67,15 +66,5 @@ def _faces(data: dict[str, Any]) -> dict[str, Any] | None:
 
 def write_sidecar(dest: Path, content: dict[str, Any]) -> Path:
     """Write `content` as the verdict file of `dest` atomically; returns its path."""
-    path = sidecar_path(dest)
     text = json.dumps(content, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(sidecar_path(dest), text, mode=0o644)
