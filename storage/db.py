@@ -9,13 +9,13 @@ import os
 import random
 import sqlite3
 import stat
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import tenacity
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -101,16 +101,42 @@ def _enable_wal(cursor: Any, timeout_s: float) -> None:
     instead of calling the busy handler, so two processes creating the database together
     would otherwise crash one of them.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        ),
+        stop=tenacity.stop_after_delay(timeout_s),
+        wait=tenacity.wait_random(0.005, 0.02),
+        reraise=True,
+    ):
+        with attempt:
             if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(random.uniform(0.005, 0.02))
+
+
+def _jittered_backoff(base: float, most: float) -> Callable[[tenacity.RetryCallState], float]:
+    """base * 2^(n-1) seconds, capped at `most`, times a random 0.5-1.5: competing writers
+    spread out instead of colliding again."""
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        delay = min(most, base * 2 ** (state.attempt_number - 1))
+        return delay * random.uniform(0.5, 1.5)
+
+    return wait
+
+
+def _log_busy(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    stop = state.retry_object.stop
+    attempts = getattr(stop, "max_attempt_number", 0)
+    logger.warning(
+        "database busy (%s); retry %d/%d in %.2f s",
+        getattr(exc, "orig", exc),
+        state.attempt_number,
+        attempts - 1,
+        delay,
+    )
 
 
 def _install_sqlite_hooks(engine: Engine, cfg: StorageConfig, path: Path | None) -> None:
@@ -236,24 +262,18 @@ class Database:
         """
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, not {attempts}")
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.session(immediate=immediate) as session:
-                    return fn(session)
-            except OperationalError as exc:
-                if attempt >= attempts or not is_retryable(exc):
-                    raise
-                delay = min(max_delay, base_delay * 2 ** (attempt - 1))
-                delay *= random.uniform(0.5, 1.5)  # jitter: competing writers spread out
-                logger.warning(
-                    "database busy (%s); retry %d/%d in %.2f s",
-                    exc.orig,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, OperationalError) and is_retryable(e)
+            ),
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=_jittered_backoff(base_delay, max_delay),
+            before_sleep=_log_busy,
+            reraise=True,
+        ):
+            with attempt, self.session(immediate=immediate) as session:
+                return fn(session)
+        raise AssertionError("unreachable")  # Retrying returns or raises
 
     def close(self) -> None:
         """Release every pooled connection."""

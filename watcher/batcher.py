@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
+import tenacity
 from sqlalchemy.exc import OperationalError
 
 from detector.decision import decide
@@ -30,6 +31,11 @@ from watcher.models_watch import ActiveModel, ModelSlot
 from watcher.threads import WAKE_S, Worker, put_while_alive
 
 logger = logging.getLogger(__name__)
+
+
+class _Stopped(Exception):
+    """The batcher was stopped while waiting to try a batch again."""
+
 
 # Scores remembered per model for content still on its way to the database.
 RECENT_SCORES = 4096
@@ -101,26 +107,33 @@ class Batcher(Worker):
         "rejected"). The model in service is read again on every try, so a model the
         watcher swaps in ends the outage. None when stopped before the batch got through.
         """
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                return self.screen(items, self._slot.active)
-            except (ModelUnavailable, OperationalError) as exc:
-                logger.error(
-                    "cannot screen a batch of %d now (%s); trying again in %.1f s",
-                    len(items),
-                    exc,
-                    delay,
-                )
-            except Exception as exc:  # a bug, not an outage: these files end rejected
-                logger.exception("screening a batch of %d failed", len(items))
-                return [
-                    Rejected(i.job, "unreadable", f"internal error while screening: {exc}")
-                    for i in items
-                ]
-            if self.stopped_event.wait(delay):
-                return None
-            delay = min(delay * 2, self._retry_max_s)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((ModelUnavailable, OperationalError)),
+            wait=tenacity.wait_exponential(multiplier=RETRY_FIRST_S, max=self._retry_max_s),
+            before_sleep=lambda state: logger.error(
+                "cannot screen a batch of %d now (%s); trying again in %.1f s",
+                len(items),
+                state.outcome.exception() if state.outcome else None,
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
+            sleep=self._pause,
+        )
+        try:
+            # The model in service is read again on every try (the watcher may swap it in).
+            return retrying(lambda: self.screen(items, self._slot.active))
+        except _Stopped:
+            return None
+        except Exception as exc:  # a bug, not an outage: these files end rejected
+            logger.exception("screening a batch of %d failed", len(items))
+            return [
+                Rejected(i.job, "unreadable", f"internal error while screening: {exc}")
+                for i in items
+            ]
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before the next try; a stop ends the waiting (and the retrying)."""
+        if self.stopped_event.wait(seconds):
+            raise _Stopped
 
     def collect(self) -> list[Decoded]:
         """Up to batch_size items; waits at most max_wait after the first one arrived."""
