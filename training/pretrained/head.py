@@ -63,7 +63,8 @@ def fit_head(
     for start in range(0, len(feats), _CHUNK):
         z[start : start + _CHUNK] = standardise(feats[start : start + _CHUNK], mean, variance)
     y = (np.asarray(labels) >= 0.5).astype(np.int64)
-    model = LogisticRegression(C=c, max_iter=2000, tol=1e-4, random_state=seed)
+    # tol 1e-3: 2-5x fewer iterations than 1e-4 on 75k rows, held-out AUC within 0.003.
+    model = LogisticRegression(C=c, max_iter=2000, tol=1e-3, random_state=seed)
     model.fit(z, y, sample_weight=weights)
     head = Head(
         mean=mean,
