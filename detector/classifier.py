@@ -6,11 +6,13 @@ and ~60 MB instead of ~4 s and ~700 MB.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -149,7 +151,10 @@ class Classifier:
             uncertain_band=uncertain_band,
             face_overrides=face_overrides,
         )
-        classifier.probe()
+        with _native_stderr_quiet(not logger.isEnabledFor(logging.INFO)):
+            # LiteRT's runtime writes "Created TensorFlow Lite XNNPACK delegate" straight to
+            # file descriptor 2 on the first allocation: noise for a one-off command.
+            classifier.probe()
         logger.info(
             "loaded model %s (%s, %d px) from %s on %s, threshold %.3f",
             meta.version,
@@ -240,6 +245,23 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier(version={self.version!r}, backend={self.backend!r})"
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet(quiet: bool) -> Iterator[None]:
+    """While `quiet`, what native code writes to stderr (fd 2) goes to /dev/null."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_threshold(threshold: float) -> float:

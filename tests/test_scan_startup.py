@@ -82,3 +82,28 @@ def test_collector_is_paused_only_while_the_command_is_imported(
     cli._build_parser_quickly("verdicts")
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_scan_prints_its_answer_and_no_runtime_chatter(
+    tmp_path: Path, image_factory: ImageFactory
+) -> None:
+    # A one-off command: routine progress (migrated, model loaded, the LiteRT runtime's own
+    # "Created ... XNNPACK delegate" line on fd 2) only with -v.
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path / "v.db"}"\n[scheduler]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    image = image_factory("face.jpg")
+
+    def scan(*flags: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "watcher", *flags, "--config", str(config), "scan"]
+        return subprocess.run(
+            [*argv, str(image)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+
+    quiet = scan()
+    assert quiet.returncode == 0 and str(image) in quiet.stdout
+    assert quiet.stderr == ""
+    chatty = scan("-v")
+    assert "loaded model" in chatty.stderr and "XNNPACK" in chatty.stderr

@@ -70,9 +70,16 @@ def requested_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def configure_logging(verbose: int, quiet: bool) -> None:
+# Commands a person runs for their answer: what they print is the output, and routine progress
+# (database migrated, model loaded) is only logged with -v.
+ANSWERING_COMMANDS = frozenset({"scan", "verdicts", "models", "label", "schedule", "db"})
+
+
+def configure_logging(verbose: int, quiet: bool, command: str | None = None) -> None:
     """Log to stderr; stdout is reserved for command output."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    if command in ANSWERING_COMMANDS and not verbose:
+        level = logging.WARNING
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser_quickly(requested_command(argv))
     args = parser.parse_args(argv)
-    configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet, requested_command(argv))
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

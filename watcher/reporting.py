@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import utcnow
 from training.datasets import DatasetError, DatasetSplits, fingerprint, load_layout
-from watcher import terminal
+from watcher import invocation, terminal
 from watcher.models_watch import ModelChoice, resolve_model
 from watcher.settings import Settings
 from watcher.stored_evaluations import (
@@ -312,15 +311,9 @@ def _review(ctx: _Context, reuse: bool) -> Path:
     with ctx.db.session() as s:
         items = queries.recent_for_review(s, limit=count)
     stamp = Stamp.now(ctx.version(), ctx.data_fingerprint)
-    page = build_review_page(items, stamp=stamp, count=count, command=_cli(ctx.settings))
+    command = invocation.command(ctx.settings.source)
+    page = build_review_page(items, stamp=stamp, count=count, command=command)
     return write_report(page, ctx.out_dir, private=ctx.private)
-
-
-def _cli(settings: Settings) -> str:
-    """The command line that runs the product with these settings (for pasted commands)."""
-    if settings.source is None:
-        return "deepfake-detector"
-    return f"deepfake-detector --config {shlex.quote(str(settings.source.resolve()))}"
 
 
 def _reference_scores(s: Session, version: str | None) -> list[float] | None:

@@ -48,6 +48,11 @@ class VerdictRow:
     evidence: str | None = None
     decided_by: str | None = None
 
+    @property
+    def location(self) -> str:
+        """Where the file is now: where it was sorted to, else where it was found."""
+        return self.dest_path or self.path
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: datetimes as ISO-8601 strings."""
         out: dict[str, Any] = {}

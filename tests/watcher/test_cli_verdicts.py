@@ -72,6 +72,9 @@ def seeded(db: Database) -> dict[str, int]:
         row = s.get(FileRow, ids["real"])
         assert row is not None
         row.screened_at = utcnow() - timedelta(days=3)
+        moved = s.get(FileRow, ids["ai"])
+        assert moved is not None
+        moved.disposition, moved.dest_path = "moved", "/output/ai/ai.jpg"
     return ids
 
 
@@ -93,23 +96,30 @@ def test_table_lists_final_verdicts_aligned(
         "FACES",
         "DECIDED_BY",
         "MODEL_VERSION",
-        "PATH",
+        "LOCATION",
         "REASON",
         "EVIDENCE",
     ]
     assert len(lines) == 4  # header + 3 final files; the pending one is not a verdict
     assert "/inbox/new.jpg" not in "\n".join(lines)
-    offsets = {line.index("/inbox/") for line in lines[1:]}
-    assert offsets == {lines[0].index("PATH")}
+    # Where each file is now: the sorted one in output, the others where they were found.
+    offsets = {line.index("/") for line in lines[1:]}
+    assert offsets == {lines[0].index("LOCATION")}
+    table = "\n".join(lines)
+    assert "/output/ai/ai.jpg" in table and "/inbox/ai.jpg" not in table
     assert "0.9700" in lines[2] and "truncated" in lines[1]
 
 
 def test_json_lines_with_label_filter(
     config: Path, seeded: dict[str, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(config, "--label", "ai", "--format", "json") == 0
+    assert _run(config, "--label", "ai", "--format", "jsonl") == 0
     (line,) = capsys.readouterr().out.splitlines()
     data = json.loads(line)
+    assert data["location"] == data["dest_path"] or data["path"]
+    # json is one document that json.load reads, holding the same objects.
+    assert _run(config, "--label", "ai", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == [data]
     assert data["id"] == seeded["ai"]
     assert (data["label"], data["score"], data["model_version"]) == ("ai", 0.97, "v1")
     assert data["created_at"].endswith("+00:00")
@@ -144,12 +154,12 @@ def test_since_accepts_dates_and_datetimes(
     if since == "DAY_AGO":
         since = (utcnow() - timedelta(days=1)).replace(tzinfo=None).isoformat()  # naive = UTC
     assert _run(config, "--since", since, "--format", "json") == 0
-    got = {json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()}
+    got = {item["id"] for item in json.loads(capsys.readouterr().out)}
     assert got == {seeded[name] for name in expected}
 
 
 def test_limit(config: Path, seeded: dict[str, int], capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(config, "--limit", "1", "--format", "json") == 0
+    assert _run(config, "--limit", "1", "--format", "jsonl") == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 

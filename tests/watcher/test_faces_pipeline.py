@@ -61,7 +61,7 @@ def test_scan_json_lists_every_face_and_the_whole_score(
     assert row.face_score == max(f["score"] for f in line["face_list"])
     assert row.whole_score == pytest.approx(line["whole_score"])
     assert main(["--config", str(faces_deployment.config), "verdicts", "--format", "json"]) == 0
-    (listed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    (listed,) = json.loads(capsys.readouterr().out)
     assert listed["faces"] == 2 and len(listed["face_list"]) == 2
 
 

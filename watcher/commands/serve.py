@@ -14,8 +14,11 @@ from types import FrameType
 from sqlalchemy.exc import SQLAlchemyError
 
 from detector.errors import ModelLoadError
+from detector.labels import Label
 from storage.db import Database, sqlite_path
+from watcher import invocation
 from watcher.daemon import Daemon
+from watcher.disposition import REJECTED_DIR
 from watcher.models_watch import open_initial_model
 from watcher.settings import Settings
 
@@ -67,14 +70,15 @@ def banner(daemon: Daemon, settings: Settings) -> str:
     lines = ["deepfake-detector is screening images dropped into:"]
     lines += [f"  {root}  ({kinds.get(root, 'scan once')})" for root in daemon.roots]
     if w.on_verdict == "move":
-        lines.append(f"Screened files are sorted into {w.output}/{{real,ai,rejected}}/.")
+        folders = ",".join((*(label.value for label in Label), REJECTED_DIR))
+        lines.append(f"Screened files are sorted into {w.output}/{{{folders}}}/.")
     else:
         lines.append("Screened files stay where they are (on_verdict = keep).")
     lines.append(
         f"Model: {active.classifier.version} ({active.choice.source}, "
         f"{active.classifier.backend}) from {active.choice.bundle_dir}"
     )
-    lines.append("Results: deepfake-detector verdicts")
+    lines.append(f"Results: {invocation.command(settings.source)} verdicts")
     db_file = sqlite_path(settings.storage.url)
     if db_file is not None:
         lines.append(

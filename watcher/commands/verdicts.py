@@ -30,7 +30,7 @@ TABLE_COLUMNS = (
     "faces",
     "decided_by",
     "model_version",
-    "path",
+    "location",
     "reason",
     "evidence",
 )
@@ -84,7 +84,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"at most N rows (default {DEFAULT_LIMIT}; 0 = all)",
     )
     parser.add_argument(
-        "--format", choices=("table", "csv", "json"), default="table", help="output format"
+        "--format",
+        choices=("table", "csv", "json", "jsonl"),
+        default="table",
+        help="output format: json is one JSON array, jsonl one JSON object per line",
     )
     parser.set_defaults(func=run)
 
@@ -103,13 +106,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             faces = (
                 queries.faces_for_files(session, [r.id for r in rows])
-                if args.format == "json"
+                if args.format in ("json", "jsonl")
                 else {}
             )
     finally:
         db.close()
-    if args.format == "json":
-        write_json(rows, sys.stdout, faces)
+    if args.format in ("json", "jsonl"):
+        write_json(rows, sys.stdout, faces, lines=args.format == "jsonl")
         return 0
     writers = {"table": write_table, "csv": write_csv}
     writers[args.format](rows, sys.stdout)
@@ -120,13 +123,21 @@ def write_json(
     rows: Sequence[VerdictRow],
     out: TextIO,
     faces: Mapping[int, Sequence[queries.FaceRecord]] | None = None,
+    *,
+    lines: bool = False,
 ) -> None:
-    """One JSON object per line: the view's columns, then `face_list` (every face)."""
+    """Each verdict as an object (the view's columns, `location`, then `face_list`: every
+    face): one JSON array, or with `lines` one object per line (JSON Lines)."""
+    objects = []
     for row in rows:
-        data = row.to_dict()
+        data = {**row.to_dict(), "location": row.location}
         found = (faces or {}).get(row.id, [])
         data["face_list"] = None if row.faces is None else [f.to_json_dict() for f in found]
-        out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        objects.append(data)
+    if lines:
+        out.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
+    else:
+        out.write(json.dumps(objects, ensure_ascii=False, indent=1) + "\n")
 
 
 def write_csv(rows: Sequence[VerdictRow], out: TextIO) -> None:
