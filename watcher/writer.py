@@ -542,15 +542,23 @@ class DbWriter(Worker):
 
     def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:
         disposition = self._initial_disposition(outcome)
+        hold = self._hold_until(outcome) if disposition == "pending" else None
+        reason = outcome.reason
+        if hold is not None:
+            # Said where people look (the log, `verdicts`): the file sits in the inbox on purpose.
+            reason += (
+                f"; held in the inbox until {hold:%H:%M:%S} UTC in case it is still being "
+                "written ([watcher] incomplete_hold_s), then set aside"
+            )
+            logger.info("%s looks incomplete: %s", outcome.job.path, reason)
         row = queries.mark_rejected(
             s,
             outcome.job.file_id,
             code=outcome.code,
-            reason=outcome.reason,
+            reason=reason,
             sha256=outcome.sha256,
             disposition=disposition,
         )
-        hold = self._hold_until(outcome) if disposition == "pending" else None
         if hold is not None:
             self._held.add(row.id)
             row = queries.record_disposition(s, row.id, disposition="pending", next_attempt_at=hold)

@@ -46,3 +46,7 @@ def test_appending_writer_gets_its_whole_image_screened_and_sorted(
     assert set(states[:-1]) == {("rejected", "truncated")}
     assert not upload.exists()
     assert (deployment.output / "rejected" / "cut.jpg").read_bytes() == cut
+    # The verdict says why the file waited in the inbox, and until when.
+    (cut_row,) = [r for r in deployment.file_rows() if r.path.endswith("cut.jpg")]
+    assert "held in the inbox until" in (cut_row.reason or "")
+    assert "UTC in case it is still being written" in (cut_row.reason or "")
