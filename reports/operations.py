@@ -127,18 +127,34 @@ def _ts(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "—"
 
 
+def _inbox(d: OperationsData) -> list[VerdictRow]:
+    """The service's own verdicts: files that arrived in an inbox (one-off `scan`s apart)."""
+    return [v for v in d.verdicts if v.origin != "scan"]
+
+
+def _serving(d: OperationsData) -> str:
+    """The model the daemons last put in service (whatever its registry status), and why."""
+    if d.activations:
+        version = max(d.activations, key=lambda a: a[0])[1]
+        status = next((m.status for m in d.models if m.version == version), "")
+        return f"{version} ({status})" if status else version
+    champ = next((m.version for m in d.models if m.status == "champion"), None)
+    return champ or "not started yet"
+
+
 def _overview(d: OperationsData) -> Section:
-    statuses = Counter(v.label or v.status for v in d.verdicts)
-    champ = next((m.version for m in d.models if m.status == "champion"), "none registered")
-    last = max((v.created_at for v in d.verdicts if v.created_at), default=None)
+    inbox = _inbox(d)
+    statuses = Counter(v.label or v.status for v in inbox)
+    last = max((v.created_at for v in inbox if v.created_at), default=None)
     rows: tuple[tuple[Cell, ...], ...] = (
-        ("files screened", len(d.verdicts)),
+        ("files screened from the inboxes", len(inbox)),
         ("real", statuses["real"]),
         ("ai", statuses["ai"]),
         ("uncertain (in the model's band, for review)", statuses["uncertain"]),
-        ("ai by provenance metadata", sum(v.decided_by == "provenance" for v in d.verdicts)),
+        ("ai by provenance metadata", sum(v.decided_by == "provenance" for v in inbox)),
         ("rejected", statuses["rejected"]),
-        ("champion model", champ),
+        ("one-off scans (`scan`, not counted above)", len(d.verdicts) - len(inbox)),
+        ("model in service", _serving(d)),
         ("last verdict", _ts(last)),
         ("human labels", len(d.labels)),
     )
@@ -193,6 +209,10 @@ def _throughput(d: OperationsData) -> Section:
     ]
     if not latencies:
         return nodata_section("throughput", title, "no screened files with timestamps yet.")
+    first = Note(
+        "The first batch after a daemon starts includes the model's warm-up (and, on a "
+        "backlog, the wait for its turn): the high percentiles show it."
+    )
     decode = [v.decode_ms for v in d.verdicts if v.decode_ms is not None]
     infer = [v.infer_ms for v in d.verdicts if v.infer_ms is not None]
     rows: list[tuple[Cell, ...]] = [
@@ -214,6 +234,7 @@ def _throughput(d: OperationsData) -> Section:
         "throughput",
         title,
         (
+            first,
             Table(("measure", "p50", "p90", "p99", "max"), tuple(rows), "Percentiles"),
             Table(("throughput", "value"), rates),
             Chart("Latency from discovery to verdict", chart),
@@ -278,6 +299,7 @@ def _recent(d: OperationsData) -> Section:
         (
             _ts(v.created_at),
             v.path,
+            v.origin,
             v.label or "rejected",
             v.score,
             v.model_version,
@@ -290,6 +312,7 @@ def _recent(d: OperationsData) -> Section:
     cols = (
         "screened (UTC)",
         "file",
+        "origin",
         "verdict",
         "P(ai)",
         "model",
@@ -306,7 +329,10 @@ def _score_drift(d: OperationsData, reference: Sequence[float] | None) -> Sectio
     if not recent:
         return nodata_section("score-drift", title, "no classified inbox images in this period.")
     if not reference:
-        reason = "no evaluation scores of the serving model are stored (run `report evaluation`)."
+        reason = (
+            "no evaluation scores of the serving model are stored: set [reports] data to a "
+            "labelled folder, then run `report evaluation`."
+        )
         return nodata_section("score-drift", title, reason)
     result = drift(recent, reference)
     rows: tuple[tuple[Cell, ...], ...] = (

@@ -393,4 +393,5 @@ verdicts_view = Table(
     Column("whole_score", Float),
     Column("evidence", Text),
     Column("decided_by", String(16)),
+    Column("origin", String(8)),
 )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import FINAL_FILE_STATES, VERDICT_LABELS, verdicts_view
+from storage.models import FINAL_FILE_STATES, VERDICT_LABELS, Origin, verdicts_view
 from storage.queries._common import _choice, _chunks
 
 
@@ -47,6 +47,8 @@ class VerdictRow:
     # what decided the label: "model" or "provenance".
     evidence: str | None = None
     decided_by: str | None = None
+    # Where the file came from: "inbox", or "scan" (a one-off check of a file elsewhere).
+    origin: str | None = None
 
     @property
     def location(self) -> str:
@@ -72,6 +74,7 @@ def list_verdicts(
     status: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    origin: str | None = None,
 ) -> list[VerdictRow]:
     """Rows of the `verdicts` view, newest first, optionally filtered."""
     v = verdicts_view.c
@@ -82,6 +85,8 @@ def list_verdicts(
         stmt = stmt.where(v.status == _choice("status", status, FINAL_FILE_STATES))
     if since is not None:
         stmt = stmt.where(v.created_at >= since)
+    if origin is not None:
+        stmt = stmt.where(v.origin == _choice("origin", origin, Origin))
     return [VerdictRow(**row._mapping) for row in s.execute(stmt)]
 
 

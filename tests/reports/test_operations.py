@@ -9,6 +9,7 @@ from report_data import XSS_ESCAPED, XSS_NAME, seed_service
 
 from reports.operations import build_operations_page, collect
 from reports.page import Stamp, render_page
+from storage import queries as q
 from storage.db import Database
 from storage.models import utcnow
 
@@ -37,14 +38,19 @@ def _render(db: Database, reference: list[float] | None) -> str:
 
 def test_operations_report_shows_service_history(empty_db: Database) -> None:
     seed_service(empty_db)
+    with empty_db.session() as s:  # a one-off `scan` of a file elsewhere: listed, not counted
+        row, _ = q.discover_file(s, path="/tmp/x.jpg", size_bytes=9, mtime_ns=1, origin="scan")
+        q.mark_rejected(s, row.id, code="too_large", reason="the file is too large")
     html = _render(empty_db, [0.05, 0.1, 0.2, 0.8, 0.9, 0.95, 0.15, 0.85])
     assert_sections(html, OPS_SECTIONS)
     assert_self_contained(html)
     assert "No data" not in html
     assert charts_in(html) >= 4
     overview = section(html, "overview")
-    assert '<td>files screened</td><td class="num">27</td>' in overview
-    assert "tiny-new" in overview  # the champion
+    assert '<td>files screened from the inboxes</td><td class="num">27</td>' in overview
+    assert 'not counted above)</td><td class="num">1</td>' in overview
+    assert "<td>tiny-new (champion)</td>" in overview  # the model last put in service
+    assert "<td>scan</td>" in section(html, "recent")
     rejections = section(html, "rejections")
     assert "truncated" in rejections and "not_an_image" in rejections
     assert "&lt;b&gt;2&lt;/b&gt;" in rejections  # a reason sentence is data, not markup

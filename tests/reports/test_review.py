@@ -23,6 +23,7 @@ from storage.db import Database
 from storage.models import FileRow, utcnow
 from storage.queries.review import FaceBox
 from tests.storage.factories import Seed
+from watcher import invocation
 from watcher.reporting import generate_reports
 from watcher.settings import Settings
 
@@ -97,7 +98,8 @@ def test_review_page_flagged_first_newest_first_escaped_and_private(
     assert real.index("new_real.jpg") < real.index("gone.jpg")
     assert "<script>alert(1)</script>" not in html
     # The correction names the file where it is now, shell-quoted, and the other label.
-    command = f"deepfake-detector label {shlex.quote(str(moved))} real"
+    program = invocation.command(review_settings.source)
+    command = f"{program} label {shlex.quote(str(moved))} real"
     assert command.replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;") in flagged
     assert "label " + str(inbox / "new_real.jpg") + " ai" in real
     assert 'class="placeholder"' in real and "no thumbnail" in real

@@ -59,6 +59,7 @@ DOCUMENTED_VIEW_COLUMNS = [
     "whole_score",
     "evidence",
     "decided_by",
+    "origin",
 ]
 
 

@@ -35,7 +35,9 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def _file(s: Session, path: str) -> int:
-    row, _ = q.discover_file(s, path=path, size_bytes=1, mtime_ns=1, origin="inbox")
+    # The rejected file was a one-off `scan` of a file outside the inbox.
+    origin = "scan" if path.endswith("bad.jpg") else "inbox"
+    row, _ = q.discover_file(s, path=path, size_bytes=1, mtime_ns=1, origin=origin)
     return row.id
 
 
@@ -96,6 +98,7 @@ def test_table_lists_final_verdicts_aligned(
         "FACES",
         "DECIDED_BY",
         "MODEL_VERSION",
+        "ORIGIN",
         "LOCATION",
         "REASON",
         "EVIDENCE",
@@ -156,6 +159,21 @@ def test_since_accepts_dates_and_datetimes(
     assert _run(config, "--since", since, "--format", "json") == 0
     got = {item["id"] for item in json.loads(capsys.readouterr().out)}
     assert got == {seeded[name] for name in expected}
+
+
+def test_origin_is_listed_and_filters(
+    config: Path, seeded: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(config, "--format", "json") == 0
+    origins = {item["id"]: item["origin"] for item in json.loads(capsys.readouterr().out)}
+    assert origins == {seeded["ai"]: "inbox", seeded["real"]: "inbox", seeded["bad"]: "scan"}
+    assert _run(config, "--origin", "inbox", "--format", "json") == 0
+    assert {item["id"] for item in json.loads(capsys.readouterr().out)} == {
+        seeded["ai"],
+        seeded["real"],
+    }
+    assert _run(config) == 0
+    assert " scan " in capsys.readouterr().out
 
 
 def test_limit(config: Path, seeded: dict[str, int], capsys: pytest.CaptureFixture[str]) -> None:

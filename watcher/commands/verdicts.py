@@ -30,6 +30,7 @@ TABLE_COLUMNS = (
     "faces",
     "decided_by",
     "model_version",
+    "origin",
     "location",
     "reason",
     "evidence",
@@ -71,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--status", choices=("classified", "rejected"), help="only classified or rejected files"
     )
     parser.add_argument(
+        "--origin",
+        choices=("inbox", "scan"),
+        help="only files that arrived in an inbox, or only one-off `scan` checks",
+    )
+    parser.add_argument(
         "--since",
         type=parse_since,
         metavar="ISO-TIME",
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 status=args.status,
                 since=args.since,
                 limit=args.limit or None,
+                origin=args.origin,
             )
             faces = (
                 queries.faces_for_files(session, [r.id for r in rows])
