@@ -40,6 +40,16 @@ logger = logging.getLogger(__name__)
 
 CLASS_NAMES: Final[tuple[str, str]] = ("real", "ai")
 MISTAKES_SHOWN: Final[int] = 12
+REPORT_ORDER: Final[tuple[str, ...]] = ("real", "ai", "accuracy", "macro avg", "weighted avg")
+SWEEP_ORDER: Final[tuple[str, ...]] = (
+    "threshold",
+    "accuracy",
+    "balanced_accuracy",
+    "tpr",
+    "tnr",
+    "fpr",
+    "precision",
+)
 RECORD_LACKS: Final[str] = (
     "the model.json of this model does not record it (an older training run); "
     "set [reports] data to compute it live."
@@ -209,7 +219,9 @@ def _classification_report(m: Mapping[str, Any], absent: str = "") -> Section:
         return Section("classification-report", title, (Preformatted(report),))
     if isinstance(report, Mapping) and report:
         rows: list[tuple[Cell, ...]] = []
-        for name, vals in report.items():
+        # Stored JSON comes back with its keys sorted (accuracy, ai, macro avg, real ...): the
+        # classes first, then the averages, as scikit-learn prints them.
+        for name, vals in sorted(report.items(), key=lambda item: _rank(REPORT_ORDER, item[0])):
             if isinstance(vals, Mapping):
                 keys = ("precision", "recall", "f1-score", "support")
                 rows.append((str(name), *(_number(vals.get(k)) for k in keys)))
@@ -333,9 +345,15 @@ def _sweep(m: Mapping[str, Any], absent: str = "") -> Section:
     if not isinstance(sweep, list) or not sweep or not isinstance(sweep[0], Mapping):
         reason = absent or "the evaluation has no threshold sweep."
         return nodata_section("threshold-sweep", title, reason)
-    cols = tuple(str(k) for k in sweep[0])
-    rows = tuple(tuple(_cell(row.get(c)) for c in cols) for row in sweep)
+    cols = tuple(sorted((str(k) for k in sweep[0]), key=lambda k: _rank(SWEEP_ORDER, k)))
+    ordered = sorted(sweep, key=lambda row: _number(row.get("threshold")) or 0.0)
+    rows = tuple(tuple(_cell(row.get(c)) for c in cols) for row in ordered)
     return Section("threshold-sweep", title, (Table(cols, rows),))
+
+
+def _rank(order: Sequence[str], key: str) -> tuple[int, str]:
+    """Position of `key` in `order` (unknown keys after, alphabetically)."""
+    return (order.index(key) if key in order else len(order), key)
 
 
 def _cell(value: Any) -> Cell:

@@ -111,3 +111,26 @@ def test_a_model_that_records_none_of_them_says_so() -> None:
     html = _metrics_page({}, {})
     for name in ("invariance", "loso", "band", "quality"):
         assert "does not record it" in section(html, name), name
+
+
+def test_classes_come_before_averages_and_the_threshold_comes_first() -> None:
+    report = {
+        "accuracy": 0.9,
+        "ai": {"precision": 0.9, "recall": 0.8, "f1-score": 0.85, "support": 10},
+        "macro avg": {"precision": 0.9, "recall": 0.9, "f1-score": 0.9, "support": 20},
+        "real": {"precision": 0.8, "recall": 0.9, "f1-score": 0.85, "support": 10},
+        "weighted avg": {"precision": 0.9, "recall": 0.9, "f1-score": 0.9, "support": 20},
+    }
+    sweep = [
+        {"accuracy": 0.7, "fpr": 0.1, "threshold": 0.9, "tpr": 0.5},
+        {"accuracy": 0.8, "fpr": 0.3, "threshold": 0.1, "tpr": 0.9},
+    ]
+    html = _metrics_page({"classification_report": report, "threshold_sweep": sweep}, {})
+    rows = section(html, "classification-report")
+    names = ["<td>real</td>", "<td>ai</td>", "<td>accuracy</td>", "<td>macro avg</td>"]
+    positions = [rows.index(n) for n in names]
+    assert positions == sorted(positions)
+    table = section(html, "threshold-sweep")
+    headers = ["<th>threshold</th>", "<th>accuracy</th>", "<th>tpr</th>", "<th>fpr</th>"]
+    assert [table.index(h) for h in headers] == sorted(table.index(h) for h in headers)
+    assert table.index(">0.1<") < table.index(">0.9<")
