@@ -27,10 +27,21 @@ logger = logging.getLogger(__name__)
 
 _LOCK: Final = threading.Lock()
 DPI: Final[int] = 96
+# Legends with more entries go beside the plot instead of over it.
+LEGEND_INSIDE: Final[int] = 6
+# Longest point label drawn in a box plot.
+LABEL_CHARS: Final[int] = 16
 CLASS_COLOURS: Final[dict[str, str]] = {"real": "#2f7ed8", "ai": "#d8572a", "rejected": "#8c8c8c"}
 PALETTE: Final[tuple[str, ...]] = (
     "#2f7ed8", "#d8572a", "#3a9e5b", "#8e5ec4", "#c4a13a", "#3ab0b8", "#c43a7a", "#6b6b6b",
 )  # fmt: skip
+
+
+def varies(groups: Mapping[str, Sequence[float]]) -> bool:
+    """True when the values of all groups together take more than one value: a plot of a
+    single value carries nothing (one sentence says it better)."""
+    values = {float(v) for vals in groups.values() for v in vals}
+    return len(values) > 1
 
 
 def colour(name: str, i: int) -> str:
@@ -177,9 +188,11 @@ def scatter(
         ax = fig.add_subplot()
         for i, (name, (xs, ys)) in enumerate(groups.items()):
             ax.scatter(xs, ys, s=10, alpha=0.6, label=name, color=colour(name, i))
-        _finish(ax, title, xlabel, ylabel, legend=True)
+        _finish(ax, title, xlabel, ylabel, legend=len(groups) <= LEGEND_INSIDE)
+        if len(groups) > LEGEND_INSIDE:  # a long legend would cover the points: beside them
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
-    return render(draw)
+    return render(draw, size=(6.4 if len(groups) <= LEGEND_INSIDE else 8.2, 4.0))
 
 
 def boxplots(
@@ -203,8 +216,16 @@ def boxplots(
             data = [np.asarray(v, dtype=float) for v in groups.values()]
             ax.boxplot(data, tick_labels=list(groups), flierprops={"markersize": 3})
             for box, y, text in (labels or {}).get(names[k], ()):
+                # Shortened and kept inside the axes: a long file name would run off the figure.
+                short = text if len(text) <= LABEL_CHARS else "…" + text[-(LABEL_CHARS - 1) :]
                 ax.annotate(
-                    text, (box + 1, y), xytext=(4, 0), textcoords="offset points", fontsize=6
+                    short,
+                    (box + 1, y),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    fontsize=6,
+                    annotation_clip=True,
+                    ha="left" if box + 1 < len(groups) else "right",
                 )
             ax.set_title(names[k], fontsize=10)
         fig.suptitle(title)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,6 +31,7 @@ from reports.imagefacts import (
     thumbnail_uri,
 )
 from reports.page import (
+    Block,
     Cell,
     Chart,
     Gallery,
@@ -190,8 +191,12 @@ def _sizes_and_formats(facts: Sequence[FileFacts]) -> Section:
         Table(("format", "real", "ai"), fmt_rows, "File formats"),
         Table(("width x height", "real", "ai"), dim_rows, "Most common image sizes"),
         Chart("File size by class", charts.histogram(kb, title="File size", xlabel="KiB")),
-        Chart("Width by class", charts.histogram(widths, title="Image width", xlabel="pixels")),
     ]
+    if charts.varies(widths):
+        chart = charts.histogram(widths, title="Image width", xlabel="pixels")
+        blocks.append(Chart("Width by class", chart))
+    elif facts:
+        blocks.append(Note(f"Every picture is {facts[0].width} px wide: no width to compare."))
     if {f.format for f in facts if f.label == 0} != {f.format for f in facts if f.label == 1}:
         blocks.insert(0, Note("The classes come in different file formats: a shortcut.", "warn"))
     return Section("sizes-formats", "Image sizes and formats", tuple(blocks))
@@ -292,8 +297,10 @@ def _features(m: Measured) -> Section:
     title = "Image features: real vs AI (hypothesis tests)"
     if len(m.facts) < 6:
         return nodata_section("features", title, "fewer than 6 decodable sampled images.")
-    panels = {name: _by_class(m, name) for name in FEATURES}
-    cmps = [compare(name, groups["real"], groups["ai"]) for name, groups in panels.items()]
+    every = {name: _by_class(m, name) for name in FEATURES}
+    cmps = [compare(name, groups["real"], groups["ai"]) for name, groups in every.items()]
+    panels = {name: groups for name, groups in every.items() if charts.varies(groups)}
+    flat = [f"{name} ({_single(groups)})" for name, groups in every.items() if name not in panels]
     note = Note(
         f"Sample: {len(m.facts)} images (up to the configured eda_sample per class). Effect "
         "sizes: Cohen's d and rank-biserial r are positive when AI images score higher. "
@@ -301,14 +308,16 @@ def _features(m: Measured) -> Section:
         "family-wise error. A strong difference is a possible shortcut, not proof of one."
     )
     chart = charts.boxplots(panels, title="Features by class")
-    blocks = (
+    blocks: list[Block] = [
         note,
         _comparison_table(cmps),
         Table(("feature", "what it measures"), tuple(FEATURES.items()), "Feature definitions"),
         Chart("Feature distributions by class", chart),
-        _per_source_means(m),
-    )
-    return Section("features", title, blocks)
+    ]
+    if flat:
+        blocks.append(Note("One value in every picture, not plotted: " + ", ".join(flat) + "."))
+    blocks.append(_per_source_means(m))
+    return Section("features", title, tuple(blocks))
 
 
 def _by_class(m: Measured, name: str) -> dict[str, list[float]]:
@@ -433,6 +442,12 @@ def _pca_outliers(
     chart = charts.boxplots(panels, title="First components by class", labels=marks)
     table = Table(("component", "class", "source", "file", "value"), tuple(rows[:40]), "Outliers")
     return [Chart("First principal components by class, outliers named", chart), table]
+
+
+def _single(groups: Mapping[str, Sequence[float]]) -> str:
+    """The one value a feature takes in every picture, as text."""
+    value = next((v for vals in groups.values() for v in vals), None)
+    return "no values" if value is None else f"{value:g}"
 
 
 def _ordered(values: set[str], order: Sequence[str]) -> list[str]:

@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 Cell = str | int | float | None
 
-# Runs after `load`: records how many images failed to decode and how many script errors
-# happened, so a headless browser's dumped DOM shows whether the page really rendered.
+# Runs after `load`: records how many images failed to decode, how many tables reach past the
+# page's right edge, how far the page scrolls sideways and how many script errors happened, so
+# a headless browser's dumped DOM shows whether the page really rendered and fits.
 CHECK_SCRIPT: Final[str] = (
     "(function(){var errs=0;"
     "window.addEventListener('error',function(){errs++;},true);"
@@ -34,6 +35,12 @@ CHECK_SCRIPT: Final[str] = (
     "for(var i=0;i<im.length;i++){if(!(im[i].complete&&im[i].naturalWidth>0)){bad++;}}"
     "var b=document.body;b.setAttribute('data-images',String(im.length));"
     "b.setAttribute('data-broken-images',String(bad));"
+    "var root=document.documentElement,tb=document.querySelectorAll('table'),wide=0;"
+    "for(var j=0;j<tb.length;j++){var p=tb[j].parentElement,"
+    "sc=/auto|scroll/.test(getComputedStyle(p).overflowX),"
+    "r=(sc?p:tb[j]).getBoundingClientRect().right;if(r>root.clientWidth+1){wide++;}}"
+    "b.setAttribute('data-wide-tables',String(wide));"
+    "b.setAttribute('data-page-overflow',String(Math.max(0,root.scrollWidth-root.clientWidth)));"
     "b.setAttribute('data-js-errors',String(errs));b.setAttribute('data-ready','1');});})();"
 )
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from report_data import XSS_ESCAPED, GeneratedSite
 
-from reports.page import Chart, Page, Section, Stamp, write_page
+from reports.page import Chart, Page, Section, Stamp, Table, write_page
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 BAD_CONSOLE = re.compile(r"Uncaught|Content Security Policy|Refused to|net::ERR_", re.IGNORECASE)
@@ -138,6 +138,9 @@ def test_every_report_renders_in_chromium(rendered: dict[str, tuple[str, str]]) 
         assert attrs.get("data-ready") == "1", f"{name}: load handler never ran"
         assert attrs.get("data-broken-images") == "0", f"{name}: broken images"
         assert attrs.get("data-js-errors") == "0", f"{name}: script errors"
+        # Every table fits or scrolls inside its own box; the page never scrolls sideways.
+        assert attrs.get("data-wide-tables") == "0", f"{name}: a table reaches past the page"
+        assert attrs.get("data-page-overflow") == "0", f"{name}: the page scrolls sideways"
         if name != "index.html":
             assert int(attrs["data-images"]) >= 3, f"{name}: charts or thumbnails missing"
         for sid in PAGE_SECTIONS.get(name, ()):
@@ -148,6 +151,15 @@ def test_every_report_renders_in_chromium(rendered: dict[str, tuple[str, str]]) 
         assert f'href="{name}"' in index, f"index.html does not link {name}"
     kept = {p.name for p in ARTIFACTS.glob("*.png")}
     assert {f"{Path(n).stem}.png" for n in rendered} <= kept
+
+
+def test_plots_of_a_single_value_are_one_sentence_instead(
+    rendered: dict[str, tuple[str, str]],
+) -> None:
+    # Every picture of the test dataset is 48 px wide: no width histogram, a sentence instead.
+    dom, _ = rendered["eda.html"]
+    assert "Every picture is 48 px wide" in dom
+    assert "Width by class" not in dom
 
 
 def test_review_page_shows_thumbnails_in_the_browser(
@@ -198,3 +210,18 @@ def test_the_checks_catch_a_broken_page(chromium: str, tmp_path: Path) -> None:
     dom, log = open_in_chromium(chromium, path, tmp_path / "profile")
     assert _body_attrs(dom)["data-broken-images"] == "2"
     assert any("Content Security Policy" in line for line in console_errors(log))
+
+
+def test_the_checks_catch_a_table_wider_than_the_page(chromium: str, tmp_path: Path) -> None:
+    """Without its scrolling box, a 40-column table widens the page: both checks see it."""
+    columns = tuple(f"column_{i}" for i in range(40))
+    table = Table(columns, (tuple(range(10_000_000, 10_000_040)),))
+    page = Page("wide", "Wide", Stamp.now(), (Section("s", "S", (table,)),))
+    path = write_page(page, tmp_path / "boxed", private=True)
+    dom, _ = open_in_chromium(chromium, path, tmp_path / "profile-boxed")
+    assert _body_attrs(dom)["data-page-overflow"] == "0"  # scrolls inside its box
+    unboxed = tmp_path / "unboxed.html"
+    unboxed.write_text(path.read_text().replace('class="table-box"', ""), encoding="utf-8")
+    dom, _ = open_in_chromium(chromium, unboxed, tmp_path / "profile-unboxed")
+    attrs = _body_attrs(dom)
+    assert int(attrs["data-page-overflow"]) > 0 and attrs["data-wide-tables"] == "1"
