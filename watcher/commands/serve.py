@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -80,7 +81,7 @@ def banner(daemon: Daemon, settings: Settings) -> str:
     )
     lines.append(f"Results: {invocation.command(settings.source)} verdicts")
     db_file = sqlite_path(settings.storage.url)
-    if db_file is not None:
+    if db_file is not None and shutil.which("sqlite3") is not None:  # printed only if it runs
         lines.append(
             f'     or: sqlite3 {db_file} "SELECT created_at, label, score, path FROM verdicts '
             'ORDER BY created_at DESC LIMIT 20"'
