@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from detector.errors import ImageRejected
 
 logger = logging.getLogger(__name__)
+
+# HEIC/HEIF through libheif (Pillow itself reads AVIF). libheif applies the container's
+# rotation and mirroring, and pillow-heif then sets the EXIF orientation to 1, so orientation is
+# applied exactly once either way.
+pillow_heif.register_heif_opener()
 
 # Formats we accept. Restricting Image.open to these stops permissive plugins (TGA, PCD, ...)
 # from "identifying" arbitrary bytes as an image. HEIF only counts when a plugin registered it.
@@ -185,7 +191,7 @@ def decode_picture(data: bytes, work_size: int | None, limits: LoadLimits) -> Pi
     _keep_truncated_images_fatal()
     _check_complete(data)
     try:
-        with _open(data) as im:
+        with open_image(data) as im:
             return _decode_opened(im, work_size, limits)
     except ImageRejected:
         raise
@@ -202,13 +208,20 @@ def _keep_truncated_images_fatal() -> None:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def _open(data: bytes) -> ImageFile.ImageFile:
+def open_image(data: bytes) -> ImageFile.ImageFile:
+    """Pillow's lazy open of untrusted bytes, restricted to the accepted formats (headers are
+    read, no pixel is decoded); ImageRejected when they are no such image."""
     Image.init()  # idempotent; makes late-registered plugins (e.g. HEIF) visible
     formats = tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
     try:
         return Image.open(io.BytesIO(data), formats=formats)
     except UnidentifiedImageError as exc:
         container = _isobmff_image_kind(data)
+        if container is not None and container.split("/")[0] in formats:
+            # The decoder is there and could not read the container: a damaged file.
+            raise ImageRejected(
+                "truncated", f"the {container} data is incomplete or damaged ({len(data):,} bytes)"
+            ) from exc
         if container is not None:
             raise ImageRejected(
                 "unsupported_format",

@@ -56,7 +56,24 @@ def walk(data: bytes, limits: ProvenanceLimits) -> Blocks:
         _walk_webp(view, limits, blocks)
     elif blocks.mime is not None:
         _scan_generic(view, limits, blocks)
+        if blocks.mime in ("image/heif", "image/avif"):
+            _isobmff_exif(data, limits, blocks)
     return blocks
+
+
+def _isobmff_exif(data: bytes, limits: ProvenanceLimits, out: Blocks) -> None:
+    """HEIF/AVIF keep EXIF in an item of the container: read through the decoder's header
+    parsing (no pixel is decoded), with the same size limit as every block."""
+    from detector.imageio import open_image  # the HEIF plugin comes with it
+
+    try:
+        with open_image(data) as im:
+            exif = im.info.get("exif")
+    except Exception as exc:  # not readable: the decoder says why; metadata just is absent
+        out.errors.append(f"the {out.mime} container could not be read ({type(exc).__name__})")
+        return
+    if isinstance(exif, bytes) and exif:
+        _keep_block(out.exif, "EXIF block", memoryview(exif), limits, out)
 
 
 def _walk_jpeg(view: memoryview, limits: ProvenanceLimits, out: Blocks) -> None:
