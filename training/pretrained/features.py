@@ -28,13 +28,13 @@ import numpy as np
 import PIL
 
 from detector import imageio
+from detector.atomic import write_atomic
 from detector.errors import ImageRejected
 from detector.faces import FACES_VERSION
 from detector.views import FACE, PATCH, VIEWS_VERSION, WHOLE, Views, ViewSpec
 from training import degrade, quality, sbi
 from training.datasets import Sample, cache_key
 from training.pretrained.network import BACKBONE_NAME, feature_model
-from training.viewsets import save_cache
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +279,15 @@ def _rendered_chunks(
                 yield [f.result() for f in pending.popleft()]
         while pending:
             yield [f.result() for f in pending.popleft()]
+
+
+def save_cache(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:
+    """Write a cache of arrays as .npz atomically; a failure is logged, never fatal."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+    except OSError as exc:  # a cache is an optimisation
+        logger.warning("could not write %s cache %s: %s", what, path, exc)
 
 
 def describe(passes: Passes) -> dict[str, Any]:
