@@ -14,7 +14,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,21 +22,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from detector.provenance import Finding, summarize
-from detector.scoring import FaceScore
 from storage import queries
 from storage.db import Database
 from storage.models import (
     FINAL_FILE_STATES,
     FileRow,
     FileState,
-    Image,
-    ModelVersion,
-    Prediction,
     utcnow,
 )
-from watcher import sidecar
-from watcher.disposition import MoveFailed, backoff_s, folder_for, move_file
 from watcher.messages import (
     ORIGIN_INBOX,
     VANISHED,
@@ -53,7 +46,15 @@ from watcher.messages import (
     WriterTask,
 )
 from watcher.models_watch import activate
+from watcher.sorting import Sorter, SortOptions
 from watcher.threads import WAKE_S, Worker
+from watcher.verdicts import (
+    StoredFile,
+    face_records,
+    image_evidence,
+    outcome_verdict,
+    stored_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,35 +64,8 @@ MAX_ATTEMPTS = 5
 DRAIN_MAX = 512
 # How often failed or interrupted moves are looked for.
 DUE_CHECK_S = 0.5
-DUE_LIMIT = 64
 # Rejections that may only mean the file is still being written to.
 INCOMPLETE_CODES = frozenset({"empty", "truncated"})
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """What moving and reporting need of a file row as the writer last wrote it.
-
-    Built from the outcome just stored, so a bulk UPDATE needs no ORM row loaded back.
-    """
-
-    id: int
-    path: str
-    size_bytes: int
-    mtime_ns: int
-    sha256: str | None
-    state: str
-    disposition: str | None
-    reason: str | None
-    screened_at: datetime | None
-
-    @classmethod
-    def of(cls, row: FileRow) -> StoredFile:
-        """The facts of a loaded row."""
-        return cls(
-            row.id, row.path, row.size_bytes, row.mtime_ns, row.sha256, row.state,
-            row.disposition, row.reason, row.screened_at,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,97 +91,6 @@ class WriterOptions:
     sidecar: bool = False
 
 
-def face_records(faces: Sequence[FaceScore] | None) -> tuple[queries.FaceRecord, ...] | None:
-    """Scored faces as storage records (None: the model has no face view)."""
-    if faces is None:
-        return None
-    return tuple(
-        queries.FaceRecord(f.index, *f.box, detector_score=f.detector_score, score=f.score)
-        for f in faces
-    )
-
-
-def image_evidence(findings: Sequence[Finding] | None) -> queries.ImageEvidence | None:
-    """Provenance findings as storage records (None: the metadata was not read)."""
-    if findings is None:
-        return None
-    items = tuple(queries.EvidenceItem(f.kind, f.strength, f.says) for f in findings)
-    return queries.ImageEvidence(items, summarize(findings))
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 or None."""
-    return value.isoformat() if value is not None else None
-
-
-def verdict_of(s: Session, row: FileRow) -> Verdict:
-    """The user-facing verdict of a file row in a final state."""
-    label = version = None
-    score: float | None = None
-    decided_by = evidence = None
-    whole: float | None = None
-    faces: tuple[FaceScore, ...] | None = None
-    if row.prediction_id is not None:
-        prediction = s.get(Prediction, row.prediction_id)
-        if prediction is not None:
-            label, score, whole = prediction.label, prediction.score, prediction.whole_score
-            model = s.get(ModelVersion, prediction.model_version_id)
-            version = model.version if model is not None else None
-            # The verdict (uncertain, or ai from provenance); rows before 0003: the label.
-            label, decided_by = prediction.verdict or label, prediction.decided_by or "model"
-            image = s.get(Image, prediction.image_id)
-            evidence = image.evidence if image is not None else None
-            if prediction.faces is not None:
-                stored = queries.faces_for(s, [prediction.id]).get(prediction.id, [])
-                faces = tuple(
-                    FaceScore(f.index, (f.x, f.y, f.w, f.h), f.detector_score, f.score)
-                    for f in stored
-                )
-    return Verdict(
-        file_id=row.id,
-        path=row.path,
-        sha256=row.sha256,
-        status=row.state,
-        label=label,
-        score=score,
-        model_version=version,
-        reason=row.reason,
-        created_at=iso(row.screened_at),
-        decided_by=decided_by,
-        evidence=evidence,
-        whole_score=whole,
-        faces=faces,
-    )
-
-
-def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
-    """The verdict of an outcome just stored (no extra query)."""
-    if isinstance(outcome, Classified):
-        return Verdict(
-            row.id,
-            row.path,
-            outcome.sha256,
-            "classified",
-            outcome.label,
-            outcome.score,
-            outcome.model_version,
-            row.reason,
-            iso(row.screened_at),
-            decided_by=outcome.decided_by,
-            evidence=None if outcome.findings is None else summarize(outcome.findings),
-            whole_score=outcome.whole_score,
-            faces=outcome.faces,
-        )
-    return Verdict(
-        row.id, row.path, row.sha256, "rejected", None, None, None, outcome.reason,
-        iso(row.screened_at),
-    )  # fmt: skip
-
-
-def _is_under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
-
-
 class DbWriter(Worker):
     """Owns every database write of the pipeline; see the module docstring."""
 
@@ -225,6 +108,17 @@ class DbWriter(Worker):
         self._tasks = tasks
         self._jobs = jobs
         self._on_final = on_final
+        # scan never moves a file.
+        self._sorter = Sorter(
+            db,
+            SortOptions(
+                move=options.move and not options.scan,
+                output=options.output,
+                inboxes=options.inboxes,
+                retry_max_s=options.retry_max_s,
+                sidecar=options.sidecar,
+            ),
+        )
         self._in_flight: dict[int, Job] = {}
         # Most files ever claimed and unfinished at once (memory stays bounded by credit).
         self.peak_in_flight = 0
@@ -232,7 +126,6 @@ class DbWriter(Worker):
         self._to_claim: deque[str] = deque()
         self._watched: dict[int, Discovered] = {}
         self._waiting: dict[int, Discovered] = {}
-        self._failures: dict[int, int] = {}
         # Rejected files stored with a later move time (see _hold_until), not moved right away.
         self._held: set[int] = set()
         self._idle_waiters: list[WhenIdle] = []
@@ -311,7 +204,7 @@ class DbWriter(Worker):
         now = time.monotonic()
         if now >= self._next_due or self._idle_waiters:
             self._next_due = now + DUE_CHECK_S
-            self._due_found = self._run_due()
+            self._due_found = self._sorter.run_due(self._in_flight)
         if self._opt.scan and self._waiting and now >= self._next_poll:
             self._retry_waiting()
         self._claim(poll=now >= self._next_poll)
@@ -489,7 +382,7 @@ class DbWriter(Worker):
             self._held.discard(row.id)
             self._report(outcome, row)
         if to_move:
-            self._dispose(to_move)
+            self._sorter.dispose(to_move)
 
     def _store_batch(self, s: Session, outcomes: list[Outcome]) -> list[StoredFile | None]:
         """Store outcomes in order: model verdicts set-based, rejections (rare) row by row.
@@ -596,19 +489,9 @@ class DbWriter(Worker):
         if isinstance(outcome, Rejected) and outcome.code == VANISHED:
             return None  # nothing left to sort
         job = outcome.job
-        if self._move_allowed(job.path):
+        if self._sorter.move_allowed(job.path):
             return "pending"
         return "kept"
-
-    def _move_allowed(self, path: str) -> bool:
-        """Only files inside the daemon's inboxes are ever moved (scan never moves).
-
-        The row's origin is not consulted: a file `scan`ned in place and later found in the inbox
-        by `serve` must still be sorted (it used to stay in the inbox, marked kept).
-        """
-        if self._opt.scan or not self._opt.move:
-            return False
-        return _is_under(Path(path), self._opt.inboxes)
 
     def _activate(self, task: ActivateModel) -> None:
         try:
@@ -627,97 +510,12 @@ class DbWriter(Worker):
         if not rows:
             return
         with self._db.session() as s:
-            verdicts = [verdict_of(s, row) for row in rows]
-        for verdict in verdicts:
+            found = stored_verdicts(s, [row.id for row in rows])
+        for verdict in (found[row.id] for row in rows if row.id in found):
             self._watched.pop(verdict.file_id, None)
             self._waiting.pop(verdict.file_id, None)
             if self._on_final is not None:
                 self._on_final(verdict)
-
-    # --- disposition -----------------------------------------------------------------------
-
-    def _run_due(self) -> bool:
-        """Retry moves that failed or were interrupted; True when there were any."""
-        now = utcnow()
-        with self._db.session() as s:
-            rows = queries.due_dispositions(s, now, DUE_LIMIT)
-            items = [
-                (StoredFile.of(row), row.state, verdict_of(s, row).label)
-                for row in rows
-                if row.id not in self._in_flight
-            ]
-        if items:
-            self._dispose(items)
-        return bool(items)
-
-    def _dispose(self, items: list[tuple[StoredFile, str, str | None]]) -> None:
-        """Move each file (verdict already committed), then record where they went at once."""
-        records = [self._move_one(row, status, label) for row, status, label in items]
-        self._db.retrying(lambda s: queries.record_dispositions(s, records))
-        if self._opt.sidecar:
-            self._write_sidecars([r for r in records if r.disposition == "moved" and r.dest_path])
-
-    def _write_sidecars(self, moved: list[queries.DispositionUpdate]) -> None:
-        """NAME.verdict.json beside each file just sorted; a failure is logged, never fatal."""
-        if not moved:
-            return
-        try:
-            with self._db.session() as s:
-                rows = queries.verdicts_of(s, [r.file_id for r in moved])
-                evidence = queries.evidence_for(s, [r.sha256 for r in rows.values() if r.sha256])
-        except Exception:  # the files are sorted and recorded; only their verdict files are lost
-            logger.exception("reading verdicts for %d verdict files failed", len(moved))
-            return
-        for record in moved:
-            row = rows.get(record.file_id)
-            if row is None or record.dest_path is None:
-                continue
-            content = sidecar.payload(row, evidence.get(row.sha256 or ""))
-            try:
-                sidecar.write_sidecar(Path(record.dest_path), content)
-            except (OSError, ValueError) as exc:
-                logger.warning("cannot write the verdict file of %s: %s", record.dest_path, exc)
-
-    def _move_one(
-        self, row: StoredFile, status: str, label: str | None
-    ) -> queries.DispositionUpdate:
-        if not self._move_allowed(row.path):
-            return queries.DispositionUpdate(row.id, "kept")
-        folder = folder_for(self._opt.output, status, label)
-        try:
-            dest = move_file(
-                Path(row.path),
-                folder,
-                size_bytes=row.size_bytes,
-                mtime_ns=row.mtime_ns,
-                sha256=row.sha256,
-            )
-        except MoveFailed as exc:
-            return self._move_failed(row, exc)
-        self._failures.pop(row.id, None)
-        logger.info("moved %s -> %s", row.path, dest)
-        return queries.DispositionUpdate(row.id, "moved", dest_path=str(dest))
-
-    def _move_failed(self, row: StoredFile, exc: MoveFailed) -> queries.DispositionUpdate:
-        if not exc.retry:
-            logger.warning("not moving %s: %s", row.path, exc.reason)
-            self._failures.pop(row.id, None)
-            return queries.DispositionUpdate(row.id, "failed", reason=exc.reason)
-        failures = self._failures[row.id] = self._failures.get(row.id, 0) + 1
-        delay = backoff_s(failures, self._opt.retry_max_s)
-        logger.warning(
-            "cannot move %s: %s; attempt %d, retrying in %.1f s",
-            row.path,
-            exc.reason,
-            failures,
-            delay,
-        )
-        return queries.DispositionUpdate(
-            row.id,
-            "pending",
-            reason=f"move failed: {exc.reason}",
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-        )
 
 
 def _vanished(row: FileRow) -> bool:

@@ -61,6 +61,7 @@ def build_rejects(folder: Path) -> dict[str, Expect]:
     (folder / "elf.jpg").write_bytes(Path("/bin/true").read_bytes()[:8192])
     png_bomb(folder / "bomb.png")
     _sparse(folder / "huge.jpg", 200_000_000)
+    # A HEIC container header and nothing after it (HEIC itself is decoded: see formats).
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 256
     (folder / "photo.heic").write_bytes(heic)
     return {
@@ -72,7 +73,7 @@ def build_rejects(folder: Path) -> dict[str, Expect]:
         "elf.jpg": Expect("rejected", "not_an_image"),
         "bomb.png": Expect("rejected", "too_many_pixels"),
         "huge.jpg": Expect("rejected", "too_large"),
-        "photo.heic": Expect("rejected", "unsupported_format"),
+        "photo.heic": Expect("rejected", "truncated"),
     }
 
 
@@ -87,6 +88,7 @@ def build_formats(folder: Path) -> dict[str, Expect]:
     _animated(folder / "anim.webp", "WEBP")
     _exif_rotated(folder / "rotated.jpg")
     _good(folder / "face.avif", BRIGHT, "AVIF")
+    _good(folder / "phone.heic", DARK, "HEIF")
     return {
         "cmyk.jpg": Expect("classified", "ai"),
         "deep.png": Expect("classified", "real"),
@@ -96,6 +98,7 @@ def build_formats(folder: Path) -> dict[str, Expect]:
         "anim.webp": Expect("classified", "ai"),
         "rotated.jpg": Expect("classified", "real"),
         "face.avif": Expect("classified", "ai"),
+        "phone.heic": Expect("classified", "real"),
     }
 
 
