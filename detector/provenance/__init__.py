@@ -18,6 +18,7 @@ WebP walkers), `metadata` (XMP, PNG text chunks, EXIF) and `manifest` (C2PA).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 from detector.provenance.containers import sniff_mime, walk
@@ -34,6 +35,7 @@ from detector.provenance.findings import (
     declaring_ai,
     summarize,
 )
+from detector.provenance.isolated import CallTimedOut, IsolatedCall, WorkerDied
 from detector.provenance.manifest import c2pa_findings
 from detector.provenance.metadata import exif_findings, text_finding, xmp_findings
 
@@ -71,7 +73,7 @@ def _findings(data: bytes, limits: ProvenanceLimits) -> Iterator[Finding]:
     for error in blocks.errors:
         yield Finding(Kind.ERROR, error, IGNORED)
     if blocks.c2pa and limits.c2pa and blocks.mime is not None:
-        yield from c2pa_findings(data, blocks.mime)
+        yield from _c2pa_bounded(data, blocks.mime, limits.c2pa_timeout_s)
     for packet in blocks.xmp:
         yield from xmp_findings(packet)
     for key, text in blocks.texts:
@@ -80,6 +82,27 @@ def _findings(data: bytes, limits: ProvenanceLimits) -> Iterator[Finding]:
             yield finding
     for exif in blocks.exif:
         yield from exif_findings(exif)
+
+
+_READERS: dict[float, IsolatedCall] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def _c2pa_bounded(data: bytes, mime: str, timeout_s: float) -> list[Finding]:
+    """c2pa_findings in a worker process that is killed past `timeout_s` (0: in this one)."""
+    if timeout_s <= 0:
+        return c2pa_findings(data, mime)
+    with _READERS_LOCK:
+        reader = _READERS.setdefault(timeout_s, IsolatedCall(c2pa_findings, timeout_s))
+    try:
+        found: list[Finding] = reader(data, mime)
+        return found
+    except CallTimedOut:
+        says = f"C2PA manifest reading ran past {timeout_s:g} s and was stopped; not read"
+    except WorkerDied as exc:
+        says = f"C2PA manifest reading crashed ({exc}); not read"
+    logger.warning("%s", says)
+    return [Finding(Kind.ERROR, says, IGNORED)]
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

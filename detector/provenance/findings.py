@@ -51,8 +51,11 @@ class ProvenanceLimits:
     max_says_chars: int = 160
     # Bytes searched for an XMP packet in formats without a container walker (GIF, TIFF, AVIF).
     max_scan_bytes: int = 4_000_000
-    # C2PA manifests are read (and their signatures checked) through the c2pa package.
+    # C2PA manifests are read (and their signatures checked) through the c2pa package, in a
+    # worker process killed past this many seconds (a hang in native code cannot be interrupted
+    # otherwise; 0 reads in this process).
     c2pa: bool = True
+    c2pa_timeout_s: float = 5.0
 
 
 DEFAULT_LIMITS: Final[ProvenanceLimits] = ProvenanceLimits()
