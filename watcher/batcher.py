@@ -18,7 +18,7 @@ from typing import NamedTuple
 import tenacity
 from sqlalchemy.exc import OperationalError
 
-from detector.decision import decide
+from detector.decision import DecidedBy, decide
 from detector.errors import ModelLoadError
 from detector.imageio import LoadLimits
 from detector.scoring import FaceScore, PictureScore
@@ -324,7 +324,7 @@ def _call(item: Decoded, score: float, active: ActiveModel) -> Call:
 
 def _stored_call(p: Prediction) -> Call:
     """A stored prediction's verdict (rows from before revision 0003 have none: the label)."""
-    return Call(p.score, p.verdict or p.label, p.decided_by or "model", p.label)
+    return Call(p.score, p.verdict or p.label, p.decided_by or DecidedBy.MODEL, p.label)
 
 
 def _stored_picture(p: Prediction, faces: list[queries.FaceRecord]) -> PictureScore:

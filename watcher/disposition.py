@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from detector.labels import Label
+from storage.models import FileState
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ SORTED_LABELS = frozenset(label.value for label in Label)
 
 def folder_for(output: Path, status: str, label: str | None) -> Path:
     """<output>/real, <output>/ai, <output>/uncertain or <output>/rejected."""
-    if status == "classified" and label in SORTED_LABELS:
+    if status == FileState.CLASSIFIED and label in SORTED_LABELS:
         return output / label
     return output / REJECTED_DIR
 

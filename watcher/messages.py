@@ -6,6 +6,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from detector.decision import DecidedBy
 from detector.provenance import Finding
 from detector.scoring import FaceScore
 from detector.views import Views
@@ -88,7 +89,7 @@ class Classified:
     infer_ms: float
     reused: bool
     # "model", or "provenance" when the metadata declared AI generation (label "ai").
-    decided_by: str = "model"
+    decided_by: str = DecidedBy.MODEL
     # The model's own call at its threshold (real/ai), whatever the verdict `label` became.
     model_label: str = ""
     # The whole view's own score and the faces' (None: reused, or a model without faces).

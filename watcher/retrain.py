@@ -34,7 +34,7 @@ from reports.page import Stamp
 from reports.site import candidate_page_name, write_index, write_report
 from storage import queries
 from storage.db import Database
-from storage.models import ModelStatus
+from storage.models import ModelStatus, RunStatus
 from training.datasets import (
     DatasetSplits,
     Sample,
@@ -120,10 +120,12 @@ def run_retraining(
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("training run %d failed", run_id)
-        db.retrying(lambda s: queries.finish_training_run(s, run_id, status="failed", error=error))
+        db.retrying(
+            lambda s: queries.finish_training_run(s, run_id, status=RunStatus.FAILED, error=error)
+        )
         if not isinstance(exc, Exception):
             raise  # Ctrl-C / SIGTERM still stop the process, after the run is recorded
-        return RetrainOutcome(run_id, "failed", error=error)
+        return RetrainOutcome(run_id, RunStatus.FAILED, error=error)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +350,7 @@ def _record(
     if decision["promote"]:
         queries.promote(s, cand.version, decision)
     else:
-        queries.set_model_status(s, cand.version, "rejected", decision)
+        queries.set_model_status(s, cand.version, ModelStatus.REJECTED, decision)
     queries.finish_training_run(
         s, run_id, status="succeeded", candidate_version=cand.version, decision=decision
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.db import Database
+from storage.models import FileState
 from watcher.intake import PathFilter, walk_files
 from watcher.messages import ORIGIN_SCAN, Discovered, Verdict
 from watcher.models_watch import open_initial_model
@@ -99,7 +100,7 @@ class ScanTally:
 
     def add(self, verdict: Verdict) -> None:
         """Count one verdict."""
-        if verdict.status != "classified":
+        if verdict.status != FileState.CLASSIFIED:
             self.rejected += 1
         elif verdict.label == "ai":
             self.ai += 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from detector.atomic import write_atomic
+from storage.models import FileState
 from storage.queries import ImageEvidence, VerdictRow
 from watcher.disposition import fit_name
 
@@ -48,7 +49,7 @@ def payload(row: VerdictRow, evidence: ImageEvidence | None) -> dict[str, Any]:
             "findings": [] if evidence is None else [i.to_dict() for i in evidence.items],
         },
     }
-    if row.status == "rejected":
+    if row.status == FileState.REJECTED:
         out.update(reason_code=row.reason_code, reason=row.reason)
     return out
 

@@ -12,7 +12,7 @@ from typing import Final
 
 from storage import queries
 from storage.db import Database
-from storage.models import utcnow
+from storage.models import Disposition, utcnow
 from watcher import sidecar
 from watcher.disposition import MoveFailed, backoff_s, folder_for, move_file
 from watcher.verdicts import StoredFile
@@ -71,7 +71,9 @@ class Sorter:
         records = [self._move_one(row, status, label) for row, status, label in items]
         self._db.retrying(lambda s: queries.record_dispositions(s, records))
         if self._opt.sidecar:
-            self._write_sidecars([r for r in records if r.disposition == "moved" and r.dest_path])
+            self._write_sidecars(
+                [r for r in records if r.disposition == Disposition.MOVED and r.dest_path]
+            )
 
     def _write_sidecars(self, moved: list[queries.DispositionUpdate]) -> None:
         """NAME.verdict.json beside each file just sorted; a failure is logged, never fatal."""
@@ -98,7 +100,7 @@ class Sorter:
         self, row: StoredFile, status: str, label: str | None
     ) -> queries.DispositionUpdate:
         if not self.move_allowed(row.path):
-            return queries.DispositionUpdate(row.id, "kept")
+            return queries.DispositionUpdate(row.id, Disposition.KEPT)
         folder = folder_for(self._opt.output, status, label)
         try:
             dest = move_file(
@@ -112,13 +114,13 @@ class Sorter:
             return self._move_failed(row, exc)
         self._failures.pop(row.id, None)
         logger.info("moved %s -> %s", row.path, dest)
-        return queries.DispositionUpdate(row.id, "moved", dest_path=str(dest))
+        return queries.DispositionUpdate(row.id, Disposition.MOVED, dest_path=str(dest))
 
     def _move_failed(self, row: StoredFile, exc: MoveFailed) -> queries.DispositionUpdate:
         if not exc.retry:
             logger.warning("not moving %s: %s", row.path, exc.reason)
             self._failures.pop(row.id, None)
-            return queries.DispositionUpdate(row.id, "failed", reason=exc.reason)
+            return queries.DispositionUpdate(row.id, Disposition.FAILED, reason=exc.reason)
         failures = self._failures[row.id] = self._failures.get(row.id, 0) + 1
         delay = backoff_s(failures, self._opt.retry_max_s)
         logger.warning(
@@ -130,7 +132,7 @@ class Sorter:
         )
         return queries.DispositionUpdate(
             row.id,
-            "pending",
+            Disposition.PENDING,
             reason=f"move failed: {exc.reason}",
             next_attempt_at=utcnow() + timedelta(seconds=delay),
         )

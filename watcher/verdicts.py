@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from detector.provenance import Finding, summarize
 from detector.scoring import FaceScore
 from storage import queries
-from storage.models import FileRow
+from storage.models import FileRow, FileState
 from storage.queries import VerdictRow
 from watcher.messages import Classified, Outcome, Verdict
 
@@ -103,7 +103,7 @@ def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
             row.id,
             row.path,
             outcome.sha256,
-            "classified",
+            FileState.CLASSIFIED,
             outcome.label,
             outcome.score,
             outcome.model_version,
@@ -115,6 +115,6 @@ def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
             faces=outcome.faces,
         )
     return Verdict(
-        row.id, row.path, row.sha256, "rejected", None, None, None, outcome.reason,
+        row.id, row.path, row.sha256, FileState.REJECTED, None, None, None, outcome.reason,
         iso(row.screened_at),
     )  # fmt: skip

@@ -26,6 +26,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import (
     FINAL_FILE_STATES,
+    Disposition,
     FileRow,
     FileState,
     utcnow,
@@ -275,7 +276,7 @@ class DbWriter(Worker):
             else:
                 found.append((row, False, False))
         queries.record_dispositions(
-            s, [queries.DispositionUpdate(file_id, "pending") for file_id in sorted(back)]
+            s, [queries.DispositionUpdate(file_id, Disposition.PENDING) for file_id in sorted(back)]
         )
         # synchronize_session="fetch" updates the rows above: they read as pending now.
         queries.requeue_rejected(s, returned, VANISHED)
@@ -285,7 +286,7 @@ class DbWriter(Worker):
         """A screened file back at its old path with the same size and mtime (e.g. `mv` back)."""
         if self._opt.scan or not self._opt.move or d.origin != ORIGIN_INBOX:
             return False
-        if row.state not in FINAL_FILE_STATES or row.disposition in (None, "pending"):
+        if row.state not in FINAL_FILE_STATES or row.disposition in (None, Disposition.PENDING):
             return False
         return _unchanged(row, d)
 
@@ -376,7 +377,7 @@ class DbWriter(Worker):
             if row is None:
                 continue  # still claimed in the database: requeued after claim_timeout_s
             _log_outcome(outcome)
-            if row.disposition == "pending" and row.id not in self._held:
+            if row.disposition == Disposition.PENDING and row.id not in self._held:
                 label = outcome.label if isinstance(outcome, Classified) else None
                 to_move.append((row, row.state, label))
             self._held.discard(row.id)
@@ -435,7 +436,7 @@ class DbWriter(Worker):
 
     def _store_rejected(self, s: Session, outcome: Rejected) -> FileRow:
         disposition = self._initial_disposition(outcome)
-        hold = self._hold_until(outcome) if disposition == "pending" else None
+        hold = self._hold_until(outcome) if disposition == Disposition.PENDING else None
         reason = outcome.reason
         if hold is not None:
             # Said where people look (the log, `verdicts`): the file sits in the inbox on purpose.
@@ -454,7 +455,9 @@ class DbWriter(Worker):
         )
         if hold is not None:
             self._held.add(row.id)
-            row = queries.record_disposition(s, row.id, disposition="pending", next_attempt_at=hold)
+            row = queries.record_disposition(
+                s, row.id, disposition=Disposition.PENDING, next_attempt_at=hold
+            )
         return row
 
     def _hold_until(self, outcome: Rejected) -> datetime | None:
@@ -490,8 +493,8 @@ class DbWriter(Worker):
             return None  # nothing left to sort
         job = outcome.job
         if self._sorter.move_allowed(job.path):
-            return "pending"
-        return "kept"
+            return Disposition.PENDING
+        return Disposition.KEPT
 
     def _activate(self, task: ActivateModel) -> None:
         try:
@@ -538,7 +541,7 @@ def _stored(job: Job, item: queries.ClassifiedFile, screened_at: datetime) -> St
     rejections only.
     """
     return StoredFile(
-        job.file_id, job.path, job.size_bytes, job.mtime_ns, item.sha256, "classified",
+        job.file_id, job.path, job.size_bytes, job.mtime_ns, item.sha256, FileState.CLASSIFIED,
         item.disposition, None, screened_at,
     )  # fmt: skip
 

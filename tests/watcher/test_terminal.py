@@ -153,5 +153,7 @@ def test_piped_verdicts_are_byte_stable(tmp_path: Path) -> None:
     csv_out = _cli("verdicts", "--format", "csv", config=config).stdout
     assert b'"/inbox/a,b ""c"".jpg"' in csv_out and ANSI.encode() not in csv_out
     json_out = _cli("verdicts", "--format", "json", config=config)
-    parsed = [json.loads(line) for line in json_out.stdout.decode().splitlines()]
+    parsed = json.loads(json_out.stdout.decode())
+    jsonl = _cli("verdicts", "--format", "jsonl", config=config).stdout.decode()
+    assert [json.loads(line) for line in jsonl.splitlines()] == parsed
     assert [p["path"] for p in parsed] == ['/inbox/a,b "c".jpg', long_path]

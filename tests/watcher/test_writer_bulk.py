@@ -147,7 +147,7 @@ def test_a_file_moved_back_into_the_inbox_is_sorted_again(rig: Rig) -> None:
     rig.writer._discover([back, back])
     row = rig.rows()["x.jpg"]
     assert (row.disposition, row.dest_path) == ("pending", None)
-    assert rig.writer._run_due()
+    assert rig.writer._sorter.run_due(busy=())
     row = rig.rows()["x.jpg"]
     assert (row.state, row.disposition, row.dest_path) == ("classified", "moved", str(moved))
     assert moved.exists() and not Path(job.path).exists()

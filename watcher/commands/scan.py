@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from detector.errors import ModelLoadError
 from storage.db import Database
+from storage.models import FileState
 from watcher import terminal
 from watcher.messages import Verdict
 from watcher.scanning import ScanFailed, ScanTally, expand_targets, run_scan
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def format_line(verdict: Verdict) -> str:
     """The human-readable line for one verdict."""
-    if verdict.status == "classified":
+    if verdict.status == FileState.CLASSIFIED:
         score = f"{verdict.score:.3f}" if verdict.score is not None else "-"
         line = f"{verdict.label or '?':<9}  {score:>5}  {verdict.path}"
         if verdict.decided_by == "provenance":

@@ -19,6 +19,7 @@ from typing import Any
 from detector.bundle import bundled_model_dir, new_version
 from storage import queries
 from storage.db import Database
+from storage.models import RunStatus
 from training.datasets import (
     DatasetError,
     DatasetSplits,
@@ -291,7 +292,9 @@ def _train_and_register(
         error = f"{type(exc).__name__}: {exc}"
         if db is not None and run_id is not None:
             db.retrying(
-                lambda s: queries.finish_training_run(s, run_id, status="failed", error=error)
+                lambda s: queries.finish_training_run(
+                    s, run_id, status=RunStatus.FAILED, error=error
+                )
             )
         print(f"deepfake-detector train: failed: {error}", file=sys.stderr)
         return EXIT_FAILED
