@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,23 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 # Arbitrary constant: the key of the PostgreSQL advisory lock that serialises migrations.
 _PG_LOCK_KEY = 0x64666474
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_alembic() -> None:
+    """Import alembic's modules once, one thread at a time.
+
+    They are imported lazily (a `scan` on an up-to-date database never needs them). Threads
+    importing a package with circular imports at the same moment can deadlock on Python's
+    per-module import locks; Python breaks such a deadlock by handing one thread the
+    partially initialised module, whose import then fails ("cannot import name ...").
+    Several daemons' threads opening a new database at once did exactly that, rarely.
+    """
+    with _IMPORT_LOCK:
+        import alembic.command
+        import alembic.config
+        import alembic.runtime.migration
+        import alembic.script  # noqa: F401
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -136,6 +154,7 @@ def upgrade(engine: Engine) -> bool:
     # alembic. Anything else (behind, empty, unknown) goes the authoritative way below.
     if at_head(engine):
         return False
+    _import_alembic()
     from alembic import command
 
     head = head_revision()
