@@ -370,7 +370,8 @@ def _wide_gray_to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _classify_decode_error(exc: Exception) -> ImageRejected:
-    message = str(exc) or type(exc).__name__
+    # One line: codecs' messages may carry newlines (libheif's do), and reasons are listed.
+    message = " ".join(str(exc).split()) or type(exc).__name__
     lowered = message.lower()
     truncation_hints = ("truncated", "premature end", "unexpected end", "end of file")
     if isinstance(exc, EOFError) or any(hint in lowered for hint in truncation_hints):

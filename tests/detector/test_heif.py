@@ -91,3 +91,13 @@ def test_provenance_is_read_from_the_containers(fmt: str) -> None:
     camera = read_provenance(_encode(fmt, exif=exif(make="Apple", model="iPhone 15")))
     assert any(f.kind == Kind.EXIF and "iPhone 15" in f.says for f in camera), camera
     assert declaring_ai(camera) is None
+
+
+def test_a_damaged_heic_reason_is_one_line() -> None:
+    # Found by the fuzz campaign (benchmarks/fuzz.py): libheif's messages end in a newline.
+    data = _encode("HEIF", _picture(256, 256))
+    with pytest.raises(ImageRejected) as rejected:
+        decode(data[: len(data) // 2], 32, LoadLimits())
+    assert (
+        "\n" not in rejected.value.reason and rejected.value.reason.strip() == rejected.value.reason
+    )
