@@ -57,12 +57,7 @@ def train(
     litert, saved, keras_weights = None, fitted.model, {"weights": litert_export.FLOAT32}
     if export_litert:
         litert, saved, keras_weights = litert_export.choose_exports(
-            fitted.model,
-            settings.image_size,
-            fitted.export_data,
-            temperature=fitted.meta.temperature,
-            threshold=fitted.export_threshold,
-            half=fitted.half,
+            fitted.model, settings.image_size, fitted.judge, half=fitted.half
         )
     info: dict[str, Any] = {
         "command": command,

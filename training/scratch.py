@@ -21,6 +21,7 @@ import tensorflow as tf
 from detector.bundle import ModelMeta
 from training import architectures, calibration, evaluate, pipeline
 from training.datasets import DatasetSplits, fingerprint
+from training.litert import whole_view_judge
 from training.progress import EpochProgress
 from training.settings import FitSettings, Fitted
 
@@ -312,7 +313,6 @@ def fit_scratch(
         meta=meta,
         info=info,
         train_labels=data["train"].labels,
-        export_data=data["validate"],
-        export_threshold=threshold,
+        judge=whole_view_judge(data["validate"], temperature, threshold),
         half=None,
     )

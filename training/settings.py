@@ -19,7 +19,7 @@ from training.degrade import DegradeConfig
 if TYPE_CHECKING:
     import keras
 
-    from training.pipeline import DecodedSet
+    from training.litert import Judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +122,8 @@ class Fitted:
     # Facts of the run for model.json `training` (the tail adds the common ones).
     info: dict[str, Any]
     train_labels: np.ndarray
-    # Whole views the LiteRT and Keras weight formats are compared on (validation: no choice
-    # is ever made on the test split, which holds the test-only sources).
-    export_data: DecodedSet
-    export_threshold: float
+    # What the LiteRT and Keras weight formats are compared by: serving's decisions on the
+    # validation split (no choice is ever made on the test split: it holds test-only sources).
+    judge: Judge
     # The same model with float16 weights, tried when int8 costs accuracy (None: not offered).
     half: Callable[[keras.Model], keras.Model] | None

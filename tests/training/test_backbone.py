@@ -192,3 +192,33 @@ def test_the_combination_rule_weighs_the_view_that_carries_the_evidence() -> Non
     assert rule.logit(1.0, [], patch=0.5) == pytest.approx(
         rule.whole_only * 1.0 + rule.patch_only * 0.5 + rule.bias_only
     )
+
+
+def test_exports_are_judged_by_the_pictures_labels_not_one_view() -> None:
+    # Two pictures whose whole views say "real" (logit -1) and whose faces differ: the label
+    # comes from the rule over every view, so a format that moved only the face logits would
+    # change the verdict and must be judged by it.
+    from detector.faces import AlignedFace, FaceBox
+    from detector.scoring import CombineRule
+    from detector.views import Views
+
+    def view(level: int) -> np.ndarray:
+        return np.full((8, 8, 3), level, np.uint8)
+
+    def picture(face_level: int) -> Views:
+        face = AlignedFace(FaceBox(0, 0, 4, 4, 0.9), view(face_level), 0.0)
+        return Views(view(10), (face,), 8, 8, "PNG", patch=view(20))
+
+    rule = CombineRule(whole=1.0, patch=0.0, face=1.0, bias=0.0, face_alone=1.0)
+    judge = combine.picture_judge(
+        [picture(200), picture(30)], np.array([1.0, 0.0]), ("gen", "cam"), rule, 0.5
+    )
+
+    def exact(pixels: np.ndarray) -> np.ndarray:  # face 200 -> +3, everything else -1
+        return np.where(pixels[:, 0, 0, 0] == 200, 3.0, -1.0)
+
+    def face_shifted(pixels: np.ndarray) -> np.ndarray:  # the fake face pushed under zero
+        return np.where(pixels[:, 0, 0, 0] == 200, -0.5, -1.0)
+
+    assert judge(exact) == {"accuracy": 1.0, "per_source": {"cam": 1.0, "gen": 1.0}}
+    assert judge(face_shifted)["per_source"] == {"cam": 1.0, "gen": 0.0}

@@ -7,6 +7,7 @@ picture's logit is never below it ("one fake face decides").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from detector.scoring import CombineRule
-from detector.views import FACE, PATCH, WHOLE
+from detector.views import FACE, PATCH, WHOLE, Views
 from training import calibration, evaluate
+from training.litert import Judge, LogitFn, accuracy_report
 from training.pretrained.features import KINDS, PLAIN, Rows
 from training.pretrained.head import Head
 
@@ -118,3 +120,30 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
         s: v.get("accuracy") for s, v in metrics.get("per_source", {}).items()
     }
     return brief
+
+
+def picture_judge(
+    views: Sequence[Views],
+    labels: np.ndarray,
+    sources: Sequence[str],
+    rule: CombineRule,
+    threshold: float,
+) -> Judge:
+    """A judge of export formats by what serving decides: every picture's label from all its
+    views through the model's rule, at the model's threshold."""
+    stacks = [v.stack() for v in views]
+    pixels = np.concatenate(stacks) if stacks else np.zeros((0, 1, 1, 3), np.uint8)
+    ends = np.cumsum([len(s) for s in stacks])
+
+    def judge(logits_of: LogitFn) -> dict[str, Any]:
+        logits = logits_of(pixels)
+        scores = []
+        for v, end, count in zip(views, ends, (len(s) for s in stacks), strict=True):
+            own = logits[end - count : end]
+            first_face = 1 if v.patch is None else 2
+            patch = float(own[1]) if v.patch is not None else 0.0
+            scores.append(rule.logit(float(own[0]), [float(x) for x in own[first_face:]], patch))
+        calls = calibration.sigmoid(np.array(scores)) >= threshold
+        return accuracy_report(calls, labels, sources)
+
+    return judge

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import numpy as np
 from detector.bundle import KERAS_FILE, ModelMeta
 from detector.faces import FaceFinder, FaceOptions
 from detector.imageio import LoadLimits
-from detector.views import ViewSpec
+from detector.scoring import CombineRule
+from detector.views import PATCH, Views, ViewSpec
 from training import calibration, evaluate, fairness, pipeline, quality
 from training.datasets import SPLITS, DatasetSplits, fingerprint
 from training.pretrained import combine, features, loso
@@ -114,8 +116,9 @@ def fit_pretrained(
     t0 = time.perf_counter()
     head = fit_on(data["train"], settings)
     set_head(model, head.mean, head.variance, head.coef, head.bias)
-    export = _whole_views(data["validate"], settings.image_size)
-    _check_head(model, head, extract, export)
+    spec = ViewSpec(settings.image_size, FaceFinder(FaceOptions()), patch=PATCH in settings.views)
+    validation = _views(data["validate"], spec)
+    _check_head(model, head, extract, np.stack([v.whole for v in validation[:4]]))
     fit_seconds = time.perf_counter() - t0
     meta, info = _calibrate_and_measure(head, data, settings)
     if settings.leave_one_source_out:
@@ -131,29 +134,34 @@ def fit_pretrained(
         images_per_second=len(rows) / max(features_seconds + fit_seconds, 1e-9),
         feature_rows=len(rows),
     )
+    judge = combine.picture_judge(
+        validation,
+        data["validate"].labels,
+        data["validate"].sources,
+        CombineRule.from_meta(meta.combine, meta.temperature),
+        meta.threshold,
+    )
     return Fitted(
         model=model,
         meta=meta,
         info=info,
         train_labels=data["train"].labels,
-        export_data=export,
-        export_threshold=0.5,
+        judge=judge,
         half=lambda m: float16_copy(m, settings.image_size),
     )
 
 
-def _whole_views(split: SplitData, size: int) -> pipeline.DecodedSet:
-    """The whole views of a split's pictures, decoded as serving decodes them."""
-    spec, limits = ViewSpec(size, None, patch=True), LoadLimits()
-    pixels = np.stack([spec.decode(s.path.read_bytes(), limits).whole for s in split.samples])
-    return pipeline.DecodedSet(pixels, split.labels, split.sources, split.samples)
+def _views(split: SplitData, spec: ViewSpec) -> list[Views]:
+    """Every picture of a split as serving cuts it (two threads)."""
+    limits = LoadLimits()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda s: spec.decode(s.path.read_bytes(), limits), split.samples))
 
 
 def _check_head(
-    model: keras.Model, head: Head, extract: features.Extractor, views: pipeline.DecodedSet
+    model: keras.Model, head: Head, extract: features.Extractor, probe: np.ndarray
 ) -> None:
     """The saved model must give the logits the head was fitted for."""
-    probe = np.asarray(views.pixels[:4])
     got = np.asarray(model(probe.astype(np.float32), training=False)).reshape(-1)
     want = head.logits(extract(probe))
     if not np.allclose(got, want, atol=1e-2 * max(1.0, float(np.abs(want).max()))):
