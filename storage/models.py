@@ -65,6 +65,7 @@ class Origin(enum.StrEnum):
 
     INBOX = "inbox"
     SCAN = "scan"
+    API = "api"
 
 
 class Disposition(enum.StrEnum):

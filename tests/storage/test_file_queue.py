@@ -221,3 +221,14 @@ def test_mark_classified_can_set_disposition_pending(db: Database, seed: Seed) -
         )
     with db.session() as s:
         assert [r.id for r in q.due_dispositions(s, utcnow(), 10)] == [second]
+
+
+def test_files_may_come_from_the_api(db: Database) -> None:
+    # Revision 0005 widened the origin constraint; anything else is still refused.
+    with db.session() as s:
+        row, created = q.discover_file(
+            s, path="/var/uploads/ab.jpg", size_bytes=3, mtime_ns=1, origin="api"
+        )
+        assert created and row.origin == "api"
+    with pytest.raises(Exception), db.session() as s:  # noqa: B017 (CHECK violation)
+        q.discover_file(s, path="/x.jpg", size_bytes=1, mtime_ns=1, origin="ftp")
