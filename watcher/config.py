@@ -73,3 +73,23 @@ class SchedulerConfig:
     retrain_cron: str = ""
     # A job that missed its time by up to this much still runs.
     misfire_grace_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The HTTP API and the drop-a-picture page that `serve` runs (never `serve --once`, `scan`)."""
+
+    # Serve the API and the page while the daemon runs.
+    enabled: bool = True
+    # HOST:PORT to listen on; any address but loopback needs token_file.
+    listen: str = "127.0.0.1:8765"
+    # File holding the bearer token clients must send ("" = none: loopback only).
+    token_file: Path | None = None
+    # Where uploads are kept, named by their content hash (never by the client).
+    upload_dir: Path = Path("var/uploads")
+    # Requests waiting for a verdict at once; more are answered 503 with Retry-After.
+    max_pending: int = field(default=64, metadata={"min": 1})
+    # Longest a request waits for its verdict before it is answered 503.
+    timeout_s: float = field(default=60.0, metadata={"min": 1.0})
+    # Browser origins allowed to call the API (CORS); empty = none.
+    cors_origins: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ from detector.views import Views
 
 ORIGIN_INBOX = "inbox"
 ORIGIN_SCAN = "scan"
+ORIGIN_API = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,16 @@ class Stop:
     """Writer task: store what is queued before this, release open claims, exit."""
 
 
-WriterTask = Discovered | Screened | ActivateModel | WhenIdle | Stop
+@dataclass(frozen=True, slots=True)
+class ScreenNow:
+    """Writer task: screen this file ahead of the queue (an upload to the HTTP API) and resolve
+    `reply` with its verdict once stored (at once when the same file was screened before)."""
+
+    file: Discovered
+    reply: Future[Verdict] = field(default_factory=Future, compare=False)
+
+
+WriterTask = Discovered | ScreenNow | Screened | ActivateModel | WhenIdle | Stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,10 @@ class Verdict:
     # The whole view's own score, and each face's (None: no face view, or not screened).
     whole_score: float | None = None
     faces: tuple[FaceScore, ...] | None = None
+    # Milliseconds spent decoding the file and (per picture of its batch) in the model: the
+    # API's answer carries them (scan prints the fields above; timings are per content).
+    decode_ms: float | None = None
+    infer_ms: float | None = None
 
     def faces_json(self) -> list[dict[str, Any]] | None:
         """Faces as JSON objects: index, box [x, y, w, h], detector_score, score."""

@@ -19,7 +19,7 @@ from detector.config import DetectorConfig
 from reports.config import ReportsConfig
 from storage.config import StorageConfig
 from training.config import TrainingConfig
-from watcher.config import SchedulerConfig, WatcherConfig
+from watcher.config import ApiConfig, SchedulerConfig, WatcherConfig
 
 ENV_VAR = "DEEPFAKE_DETECTOR_CONFIG"
 DEFAULT_FILE = "config.toml"
@@ -41,6 +41,7 @@ class Settings:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 _TABLES: dict[str, type[Any]] = {
@@ -50,6 +51,7 @@ _TABLES: dict[str, type[Any]] = {
     "detector": DetectorConfig,
     "training": TrainingConfig,
     "reports": ReportsConfig,
+    "api": ApiConfig,
 }
 
 

@@ -86,6 +86,8 @@ def verdict_from_row(row: VerdictRow, faces: Sequence[queries.FaceRecord]) -> Ve
         else tuple(
             FaceScore(f.index, (f.x, f.y, f.w, f.h), f.detector_score, f.score) for f in faces
         ),
+        decode_ms=row.decode_ms,
+        infer_ms=row.infer_ms,
     )
 
 
@@ -113,6 +115,8 @@ def outcome_verdict(outcome: Outcome, row: StoredFile) -> Verdict:
             evidence=None if outcome.findings is None else summarize(outcome.findings),
             whole_score=outcome.whole_score,
             faces=outcome.faces,
+            decode_ms=outcome.decode_ms,
+            infer_ms=outcome.infer_ms,
         )
     return Verdict(
         row.id, row.path, row.sha256, FileState.REJECTED, None, None, None, outcome.reason,

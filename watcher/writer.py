@@ -41,6 +41,7 @@ from watcher.messages import (
     Outcome,
     Rejected,
     Screened,
+    ScreenNow,
     Stop,
     Verdict,
     WhenIdle,
@@ -130,6 +131,8 @@ class DbWriter(Worker):
         # Rejected files stored with a later move time (see _hold_until), not moved right away.
         self._held: set[int] = set()
         self._idle_waiters: list[WhenIdle] = []
+        # Files the API waits for (by file id): resolved when their verdict is stored.
+        self._awaited: dict[int, list[ScreenNow]] = {}
         self._due_found = True
         self._next_poll = 0.0
         self._next_due = 0.0
@@ -188,6 +191,8 @@ class DbWriter(Worker):
             try:
                 if kind is Discovered:
                     self._discover(group)
+                elif kind is ScreenNow:
+                    self._screen_now(group)
                 elif kind is Screened:
                     self._store([o for task in group for o in task.outcomes])
                 elif kind is ActivateModel:
@@ -237,6 +242,10 @@ class DbWriter(Worker):
         for waiter in self._idle_waiters:
             waiter.reply.set_result(None)
         self._idle_waiters.clear()
+        for tasks in self._awaited.values():  # the API answers these "try again later"
+            for task in tasks:
+                task.reply.set_exception(RuntimeError("the daemon stopped before screening it"))
+        self._awaited.clear()
 
     # --- discovery -------------------------------------------------------------------------
 
@@ -301,34 +310,51 @@ class DbWriter(Worker):
             self._watched[row.id] = d
             self._to_claim.append(d.path)
 
+    def _screen_now(self, tasks: list[ScreenNow]) -> None:
+        """API uploads: the verdict at once when the file was screened before, else claimed
+        ahead of the queue and answered when stored."""
+        found = self._db.retrying(lambda s: self._discover_rows(s, [t.file for t in tasks]))
+        final = [row for row, _, _ in found if row.state in FINAL_FILE_STATES]
+        with self._db.session() as s:
+            stored = stored_verdicts(s, [row.id for row in final])
+        for task, (row, _, _) in zip(tasks, found, strict=True):
+            if row.id in stored:
+                task.reply.set_result(stored[row.id])
+                continue
+            if row.id not in self._awaited and row.id not in self._in_flight:
+                self._to_claim.append(row.path)
+            self._awaited.setdefault(row.id, []).append(task)
+
     # --- claiming --------------------------------------------------------------------------
 
     def _claim(self, *, poll: bool) -> None:
         room = self._opt.credit - len(self._in_flight)
         if room <= 0:
             return
-        paths: list[str] | None = None
-        if self._opt.scan:
+        if self._to_claim:  # scan's files, or uploads the API waits for: before the queue
             paths = [self._to_claim.popleft() for _ in range(min(room, len(self._to_claim)))]
-            if not paths:
-                return
-        elif not (self._maybe_pending or poll):
+            rows = self._claim_rows(room, paths)
+            for row in rows:
+                self._dispatch(row)
+            self._park_unclaimed(set(paths))
+            room -= len(rows)
+        if self._opt.scan or room <= 0 or not (self._maybe_pending or poll):
             return
-        rows = self._db.retrying(
+        rows = self._claim_rows(room, None)
+        self._maybe_pending = len(rows) >= room
+        for row in rows:
+            self._dispatch(row)
+
+    def _claim_rows(self, limit: int, paths: list[str] | None) -> list[FileRow]:
+        return self._db.retrying(
             lambda s: queries.claim_files(
                 s,
                 worker=self._opt.worker_id,
-                limit=room,
+                limit=limit,
                 stale_after_s=self._opt.claim_timeout_s,
                 paths=paths,
             )
         )
-        if paths is None:
-            self._maybe_pending = len(rows) >= room
-        for row in rows:
-            self._dispatch(row)
-        if paths is not None:
-            self._park_unclaimed(set(paths))
 
     def _dispatch(self, row: FileRow) -> None:
         job = Job(row.id, row.path, row.size_bytes, row.mtime_ns, row.origin, row.attempts)
@@ -506,6 +532,11 @@ class DbWriter(Worker):
     # --- reporting (scan) ------------------------------------------------------------------
 
     def _report(self, outcome: Outcome, row: StoredFile) -> None:
+        awaited = self._awaited.pop(row.id, [])
+        if awaited:
+            verdict = outcome_verdict(outcome, row)
+            for task in awaited:
+                task.reply.set_result(verdict)
         if self._watched.pop(row.id, None) is not None and self._on_final is not None:
             self._on_final(outcome_verdict(outcome, row))
 
