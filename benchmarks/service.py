@@ -75,6 +75,8 @@ def make_workspace(parent: Path, name: str, model: Path) -> Workspace:
                 'on_verdict = "move"',
                 "[scheduler]",
                 "enabled = false",
+                "[api]",
+                "enabled = false",
                 "[storage]",
                 f"url = {json.dumps('sqlite:///' + str(ws.db))}",
                 "[detector]",

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 import tenacity
@@ -62,8 +63,11 @@ class Batcher(Worker):
         limits: LoadLimits,
         writer: threading.Thread,
         retry_max_s: float = 300.0,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         super().__init__("batcher")
+        # Told (pictures, seconds) of every model call that scored a batch (the metrics).
+        self._on_batch = on_batch
         self._db = db
         self._decoded = decoded
         self._tasks = tasks
@@ -251,6 +255,8 @@ class Batcher(Worker):
             logger.exception("model failed on a batch of %d; retrying one by one", len(items))
             found, errors = self._predict_singly(items, active)
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        if self._on_batch is not None:
+            self._on_batch(len(items), elapsed_ms / 1000.0)
         return found, elapsed_ms / len(items), errors
 
     @staticmethod

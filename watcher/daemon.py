@@ -14,8 +14,10 @@ from typing import Any
 
 from storage import queries
 from storage.db import Database
+from watcher.api import ApiContext, ApiServer, Slots, read_token
 from watcher.backlog import BacklogProgress
 from watcher.intake import EventTracker, InboxHandler, Intake, PathFilter
+from watcher.metrics import ServiceMetrics
 from watcher.models_watch import ActiveModel, ModelWatcher
 from watcher.observers import RootWatches
 from watcher.pipeline import Pipeline, default_worker_id
@@ -50,9 +52,23 @@ class Daemon:
         self.once = once
         self.stop_event = threading.Event()
         self.roots = tuple(Path(p) for p in w.inbox)
+        self.metrics = ServiceMetrics()
         self.pipeline = Pipeline(
-            settings, db, active, worker_id=default_worker_id(settings), scan=False
+            settings,
+            db,
+            active,
+            worker_id=default_worker_id(settings),
+            scan=False,
+            metrics=self.metrics,
         )
+        # The HTTP API: `serve` only, never --once (an unsafe [api] refuses to start here).
+        self.api: ApiServer | None = None
+        if not once and settings.api.enabled:
+            context = ApiContext(
+                settings, db, self.pipeline, self.metrics, read_token(settings),
+                Slots(settings.api.max_pending),
+            )  # fmt: skip
+            self.api = ApiServer(context)
         tracker = EventTracker()
         self.watches: RootWatches | None = None
         if not once:
@@ -98,6 +114,10 @@ class Daemon:
         ensure_inboxes(self.roots)
         self._requeue_own_claims()
         self.pipeline.start()
+        if self.api is not None:
+            self.api.start()
+            if not self.api.started_ok():
+                self.api = None  # the address is taken: said in the log, screening goes on
         if self.watches is not None:
             self.watches.start()
         self.intake.start()
@@ -150,6 +170,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop taking in files, finish or requeue what is in flight, join every thread."""
         self.stop_event.set()
+        if self.api is not None:
+            self.api.stop()  # no new uploads; those waiting are answered as the writer stops
         self.backlog.close()
         if self.scheduler is not None:
             try:

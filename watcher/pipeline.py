@@ -22,6 +22,7 @@ from storage.db import Database
 from watcher.batcher import Batcher
 from watcher.decoding import DecodeWorker
 from watcher.messages import Decoded, Discovered, Job, Verdict, WhenIdle, WriterTask
+from watcher.metrics import ServiceMetrics
 from watcher.models_watch import ActiveModel, ModelSlot
 from watcher.settings import Settings
 from watcher.threads import WAKE_S, Worker, put_until
@@ -57,6 +58,7 @@ class Pipeline:
         worker_id: str,
         scan: bool,
         on_final: Callable[[Verdict], None] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         w, d = settings.watcher, settings.detector
         self.slot = ModelSlot(active)
@@ -76,7 +78,16 @@ class Pipeline:
             poll_s=min(1.0, max(w.poll_interval_s, 0.05)),
             sidecar=w.sidecar,
         )
-        self.writer = DbWriter(db, options, self.tasks, self.jobs, on_final)
+        self.writer = DbWriter(
+            db,
+            options,
+            self.tasks,
+            self.jobs,
+            on_final,
+            on_stored=metrics.stored if metrics is not None else None,
+        )
+        if metrics is not None:
+            metrics.watch_queue(lambda: self.writer.in_flight)
         limits = LoadLimits(max_bytes=d.max_file_bytes, max_pixels=d.max_pixels)
         self.decoders = [
             DecodeWorker(
@@ -101,6 +112,7 @@ class Pipeline:
             limits=limits,
             writer=self.writer,
             retry_max_s=w.retry_max_s,
+            on_batch=metrics.batch if metrics is not None else None,
         )
 
     @property

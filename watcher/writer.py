@@ -103,8 +103,11 @@ class DbWriter(Worker):
         tasks: queue.Queue[WriterTask],
         jobs: queue.Queue[Job | None],
         on_final: Callable[[Verdict], None] | None = None,
+        on_stored: Callable[[Outcome], None] | None = None,
     ) -> None:
         super().__init__("db-writer")
+        # Told of every outcome stored (the metrics).
+        self._on_stored = on_stored
         self._db = db
         self._opt = options
         self._tasks = tasks
@@ -403,6 +406,8 @@ class DbWriter(Worker):
             if row is None:
                 continue  # still claimed in the database: requeued after claim_timeout_s
             _log_outcome(outcome)
+            if self._on_stored is not None:
+                self._on_stored(outcome)
             if row.disposition == Disposition.PENDING and row.id not in self._held:
                 label = outcome.label if isinstance(outcome, Classified) else None
                 to_move.append((row, row.state, label))

@@ -56,7 +56,7 @@ from storage.queries.runs import (
     list_training_runs,
     start_training_run,
 )
-from storage.queries.verdicts import VERDICT_COLUMNS, VerdictRow, list_verdicts, verdicts_of
+from storage.queries.verdicts import VERDICT_COLUMNS, VerdictRow, list_verdicts, ping, verdicts_of
 from storage.queries.workers import screenings_by_worker
 
 __all__ = [
@@ -95,6 +95,7 @@ __all__ = [
     "list_verdicts",
     "mark_classified",
     "mark_rejected",
+    "ping",
     "predictions_for",
     "promote",
     "recent_for_review",

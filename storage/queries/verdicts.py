@@ -75,10 +75,15 @@ def list_verdicts(
     since: datetime | None = None,
     limit: int | None = None,
     origin: str | None = None,
+    sha256: str | None = None,
+    offset: int = 0,
 ) -> list[VerdictRow]:
-    """Rows of the `verdicts` view, newest first, optionally filtered."""
+    """Rows of the `verdicts` view, newest first, optionally filtered (and paged)."""
     v = verdicts_view.c
-    stmt = select(verdicts_view).order_by(v.created_at.desc(), v.id.desc()).limit(limit)
+    stmt = select(verdicts_view).order_by(v.created_at.desc(), v.id.desc())
+    stmt = stmt.limit(limit).offset(offset or None)
+    if sha256 is not None:
+        stmt = stmt.where(v.sha256 == sha256)
     if label is not None:
         stmt = stmt.where(v.label == _choice("label", label, VERDICT_LABELS))
     if status is not None:
@@ -97,3 +102,8 @@ def verdicts_of(s: Session, file_ids: Collection[int]) -> dict[int, VerdictRow]:
         stmt = select(verdicts_view).where(verdicts_view.c.id.in_(chunk))
         found.update((row.id, VerdictRow(**row._mapping)) for row in s.execute(stmt))
     return found
+
+
+def ping(s: Session) -> None:
+    """A trivial query: raises when the database cannot be reached."""
+    s.execute(select(1)).scalar_one()

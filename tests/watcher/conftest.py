@@ -83,8 +83,15 @@ class Deployment:
         """SQLAlchemy URL of the test database."""
         return self.database_url or f"sqlite:///{self.root / 'db.sqlite'}"
 
-    def write_config(self, **watcher: Any) -> Settings:
-        """Write config.toml with small timings (overridable per key) and load it."""
+    def write_config(
+        self,
+        *,
+        api: dict[str, Any] | None = None,
+        detector: dict[str, Any] | None = None,
+        **watcher: Any,
+    ) -> Settings:
+        """Write config.toml with small timings (overridable per key) and load it; the HTTP
+        API is off unless `api` gives its table (daemons of other tests would share a port)."""
         values: dict[str, Any] = {
             "inbox": ["inbox"],
             "output": "output",
@@ -100,7 +107,9 @@ class Deployment:
         values.update(watcher)
         lines = ["[watcher]"] + [f"{key} = {_toml(value)}" for key, value in values.items()]
         lines += ["[detector]", f"model = {_toml(str(self.model))}", "batch_size = 16"]
+        lines += [f"{k} = {_toml(v)}" for k, v in (detector or {}).items()]
         lines += ["[storage]", f"url = {_toml(self.db_url)}", "[scheduler]", "enabled = false"]
+        lines += ["[api]"] + [f"{k} = {_toml(v)}" for k, v in (api or {"enabled": False}).items()]
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return load_settings(self.config)
 

@@ -18,12 +18,16 @@ from detector.errors import ModelLoadError
 from detector.labels import Label
 from storage.db import Database, sqlite_path
 from watcher import invocation
+from watcher.api import ApiConfigError
 from watcher.daemon import Daemon
 from watcher.disposition import REJECTED_DIR
 from watcher.models_watch import open_initial_model
 from watcher.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# [api] settings that would expose the service without a token.
+EXIT_UNSAFE = 2
 
 EXIT_FAILED = 1
 
@@ -79,6 +83,9 @@ def banner(daemon: Daemon, settings: Settings) -> str:
         f"Model: {active.classifier.version} ({active.choice.source}, "
         f"{active.classifier.backend}) from {active.choice.bundle_dir}"
     )
+    if daemon.api is not None:
+        lines.append(f"Pictures can also be posted to {daemon.api.address}/v1/screen, or dropped")
+        lines.append(f"on the page {daemon.api.address}/ ([api] listen).")
     lines.append(f"Results: {invocation.command(settings.source)} verdicts")
     db_file = sqlite_path(settings.storage.url)
     if db_file is not None and shutil.which("sqlite3") is not None:  # printed only if it runs
@@ -96,6 +103,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _serve(args, settings, db)
     except ModelLoadError as exc:
         print(f"deepfake-detector serve: no usable model: {exc}", file=sys.stderr)
+    except ApiConfigError as exc:
+        print(f"deepfake-detector serve: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_UNSAFE
     except (OSError, SQLAlchemyError) as exc:
         logger.exception("serve failed")
         print(f"deepfake-detector serve: failed: {exc}", file=sys.stderr)

@@ -73,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--origin",
-        choices=("inbox", "scan"),
-        help="only files that arrived in an inbox, or only one-off `scan` checks",
+        choices=("inbox", "scan", "api"),
+        help="only files from an inbox, from one-off `scan` checks, or posted to the HTTP API",
     )
     parser.add_argument(
         "--since",
