@@ -8,38 +8,16 @@ scripts/ensure-chromium installs the browser; without it the test is skipped, sa
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from report_data import XSS_ESCAPED, GeneratedSite
 
 from reports.page import Chart, Page, Section, Stamp, Table, write_page
+from tests.browser import _argv, _run, chromium, console_errors, open_in_chromium
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
-BAD_CONSOLE = re.compile(r"Uncaught|Content Security Policy|Refused to|net::ERR_", re.IGNORECASE)
-CONSOLE_LINE = re.compile(r":INFO:CONSOLE|console", re.IGNORECASE)
-
-
-def _chromium() -> str | None:
-    for name in CHROMIUM_CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Path of the browser, or skip with the reason and the way to install it."""
-    found = _chromium()
-    if found is None:
-        pytest.skip("chromium is not installed: run scripts/ensure-chromium (needs apt-get)")
-    return found
-
+__all__ = ["chromium"]  # the fixture, shared with the other browser tests
 
 # Sections every page must show (ids of <section>); index.html has none.
 PAGE_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -72,37 +50,6 @@ def rendered(
     for p in pages:
         screenshot(chromium, p, profiles / f"{p.stem}-shot", ARTIFACTS / f"{p.stem}.png")
     return {p.name: open_in_chromium(chromium, p, profiles / p.stem) for p in pages}
-
-
-def _argv(chromium: str, profile: Path) -> list[str]:
-    return [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-
-
-def _run(argv: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(profile)}  # no writes into the real home folder
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
-
-
-def open_in_chromium(chromium: str, page: Path, profile: Path) -> tuple[str, str]:
-    """(dumped DOM, console log) of a page loaded from file://, offline."""
-    proc = _run([*_argv(chromium, profile), "--dump-dom", page.resolve().as_uri()], profile)
-    return proc.stdout, proc.stderr
 
 
 def screenshot(chromium: str, page: Path, profile: Path, dest: Path) -> Path:
@@ -171,12 +118,6 @@ def test_review_page_shows_thumbnails_in_the_browser(
     assert dom.count('class="placeholder"') >= 1
     # The corrections start with the program as this process was started, and its config.
     assert " --config " in dom and " label " in dom
-
-
-def console_errors(log: str) -> list[str]:
-    """Console lines reporting an uncaught error, a CSP violation or a failed load."""
-    console = [line for line in log.splitlines() if CONSOLE_LINE.search(line)]
-    return [line for line in console if BAD_CONSOLE.search(line)]
 
 
 def test_the_fairness_section_shows_every_group_with_its_chart(

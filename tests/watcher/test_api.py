@@ -262,3 +262,49 @@ def test_a_taken_address_is_said_plainly_and_screening_goes_on(
             image_factory(deployment.inbox / "x.jpg", color=BRIGHT)
             wait_until(lambda: deployment.sorted_files()["ai"] == ["x.jpg"])
     assert "could not listen" in caplog.text and "screening goes on" in caplog.text
+
+
+def test_kill_9_during_requests_loses_no_answered_verdict(
+    deployment: Deployment, image_factory: ImageFactory
+) -> None:
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .conftest import serve_process
+
+    port = _free_port()
+    deployment.write_config(
+        api={"listen": f"127.0.0.1:{port}", "upload_dir": str(deployment.root / "uploads")}
+    )
+    pictures = [_picture(image_factory, f"p{i}.jpg", seed=i) for i in range(40)]
+    answered: list[str] = []
+
+    def post(data: bytes) -> None:
+        try:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/screen", content=data, timeout=30)
+        except httpx.HTTPError:
+            return  # the daemon died under this request: it was never answered
+        if r.status_code == 200:
+            answered.append(r.json()["sha256"])
+
+    with serve_process(deployment.config, deployment.root / "serve.log") as proc:
+        wait_until(lambda: _listening(port), timeout=60, what="the API")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(post, data) for data in pictures]
+            wait_until(lambda: len(answered) >= 5, timeout=60, what="some answers")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            for future in futures:
+                future.result()
+    with deployment.database() as db, db.session() as s:
+        from storage import queries
+
+        stored = {r.sha256 for r in queries.list_verdicts(s, origin="api")}
+    assert answered and set(answered) <= stored  # every answered verdict is in the database
+
+
+def _listening(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
