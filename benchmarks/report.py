@@ -216,7 +216,42 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         *backlog_targets(results),
         *startup_targets(results),
         *training_rows(results),
+        *api_targets(results),
     ]
+
+
+def api_targets(results: dict[str, Any]) -> list[Target]:
+    """API throughput against `scan` of the same pictures, and idle latency over the model's
+    own time for a batch of one (views of a 256 px face picture at the batch-1 speed)."""
+    api = results.get("api")
+    if not api:
+        return []
+    rows = [
+        Target(
+            f"API, {api['clients']} clients, vs scan of the same pictures",
+            ">= 90 %",
+            f"{api['api_images_per_s']} vs {api['scan_images_per_s']} img/s "
+            f"({100 * api['api_vs_scan']:.0f} %)",
+            api["api_vs_scan"] >= 0.9,
+        )
+    ]
+    lat = api["idle_latency_ms"]
+    batch1 = ((results.get("model_only") or {}).get("litert") or {}).get("1")
+    if batch1:
+        model_ms = 1000 * 3 / batch1  # whole view, patch and one face
+        rows.append(
+            Target(
+                "API idle latency of one 256 px picture, p50 / p99",
+                f"<= model ({model_ms:.0f} ms) + 50 ms",
+                f"{lat['p50']} / {lat['p99']} ms",
+                lat["p99"] <= model_ms + 50,
+            )
+        )
+    else:
+        rows.append(
+            Target("API idle latency, p50 / p99", "-", f"{lat['p50']} / {lat['p99']} ms", None)
+        )
+    return rows
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

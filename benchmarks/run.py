@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, report, service
+from benchmarks import api, models, report, service
 from benchmarks.inputs import encode_variant, photo_variant, source_images, write_copies
 from benchmarks.machine import describe_machine, load_average, machine_line
 from benchmarks.procs import REPO
@@ -27,7 +27,9 @@ from detector.config import DetectorConfig
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("startup", "latency", "end_to_end", "backlog", "model_only", "reference", "training")
+SECTIONS = (
+    "startup", "latency", "end_to_end", "backlog", "model_only", "reference", "training", "api",
+)  # fmt: skip
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
 UNIQUENESS = "each copy carries its own JPEG COM segment: identical pixels, distinct sha256"
 
@@ -121,6 +123,7 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     ),
     "reference": _reference,
     "training": lambda ctx: models.training_cost(ctx.info),
+    "api": lambda ctx: api.measure_api(ctx.tmp, ctx.v256, ctx.params.e2e_files, ctx.info.bundle),
 }
 
 
