@@ -19,6 +19,7 @@ from tests.reliability.conftest import census
 from tests.watcher.conftest import (
     REPO,
     Deployment,
+    free_port,
     running_daemon,
     subprocess_env,
     wait_until,
@@ -198,10 +199,10 @@ def _inet_sockets(pid: int) -> list[str]:
     return found
 
 
-def test_the_daemon_opens_no_network_socket(
+def _serve_and_list_sockets(
     deployment: Deployment, image_factory: ImageFactory, tmp_path: Path
-) -> None:
-    deployment.write_config()
+) -> list[str]:
+    """Start `serve`, screen one picture, return its inet sockets, stop it cleanly."""
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         watcher_command(deployment.config, "serve"),
@@ -222,7 +223,28 @@ def test_the_daemon_opens_no_network_socket(
         proc.terminate()
         rc = proc.wait(60)
         log.close()
-    assert sockets == [], sockets
     assert fds > 3 and rc == 0, (rc, (tmp_path / "serve.log").read_text()[-2000:])
     (row,) = deployment.verdicts()
     assert row.status == "classified" and json.dumps(row.to_dict())
+    return sockets
+
+
+def test_the_daemon_opens_no_network_socket_without_the_api(
+    deployment: Deployment, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    deployment.write_config()  # [api] enabled = false
+    assert _serve_and_list_sockets(deployment, image_factory, tmp_path) == []
+
+
+def test_the_api_listens_on_loopback_only(
+    deployment: Deployment, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    deployment.write_config(
+        api={"listen": f"127.0.0.1:{port}", "upload_dir": str(deployment.root / "uploads")}
+    )
+    sockets = _serve_and_list_sockets(deployment, image_factory, tmp_path)
+    # /proc/net/tcp: local address 127.0.0.1 as little-endian hex, the port, state 0A = LISTEN
+    assert len(sockets) == 1, sockets
+    fields = sockets[0].split()
+    assert fields[0] == "tcp:" and fields[2] == f"0100007F:{port:04X}" and fields[4] == "0A"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,14 @@ from storage.queries import VerdictRow, list_verdicts
 from watcher.daemon import Daemon
 from watcher.models_watch import open_initial_model
 from watcher.settings import Settings, load_settings
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,21 +14,15 @@ from tests.conftest import BRIGHT, DARK, ImageFactory
 from watcher.api import ApiConfigError
 from watcher.daemon import Daemon
 
-from .conftest import Deployment, running_daemon, wait_until
+from .conftest import Deployment, free_port, running_daemon, wait_until
 
 TOKEN = "s3cret-token-of-many-characters"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def api(deployment: Deployment) -> Iterator[tuple[Daemon, httpx.Client]]:
     """A daemon with its API on a free loopback port, and a client for it."""
-    port = _free_port()
+    port = free_port()
     settings = deployment.write_config(
         api={"listen": f"127.0.0.1:{port}", "upload_dir": str(deployment.root / "uploads")}
     )
@@ -126,7 +120,7 @@ def test_a_truncated_picture_is_refused_and_not_stored(
 def test_an_oversized_body_is_refused_before_it_is_read(
     deployment: Deployment, image_factory: ImageFactory
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = deployment.write_config(
         api={"listen": f"127.0.0.1:{port}", "upload_dir": str(deployment.root / "uploads")},
         detector={"max_file_bytes": 10_000},
@@ -142,7 +136,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(
 def test_a_token_is_required_when_configured(
     deployment: Deployment, image_factory: ImageFactory
 ) -> None:
-    port = _free_port()
+    port = free_port()
     token_file = deployment.root / "token"
     token_file.write_text(TOKEN + "\n")
     settings = deployment.write_config(
@@ -179,7 +173,7 @@ def test_a_public_address_without_a_token_refuses_to_start(deployment: Deploymen
 def test_a_full_queue_answers_503_with_retry_after(
     deployment: Deployment, image_factory: ImageFactory
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = deployment.write_config(
         api={"listen": f"127.0.0.1:{port}", "max_pending": 1, "timeout_s": 30}
     )
@@ -272,7 +266,7 @@ def test_kill_9_during_requests_loses_no_answered_verdict(
 
     from .conftest import serve_process
 
-    port = _free_port()
+    port = free_port()
     deployment.write_config(
         api={"listen": f"127.0.0.1:{port}", "upload_dir": str(deployment.root / "uploads")}
     )
