@@ -20,6 +20,8 @@ from benchmarks.procs import BenchmarkError, Child, run_child
 from benchmarks.service import cli, make_workspace
 
 logger = logging.getLogger(__name__)
+# One INFO line per request would bury the run's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 CLIENTS = 32
 

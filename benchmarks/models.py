@@ -46,6 +46,8 @@ class ModelInfo:
             "arch": self.meta.arch,
             "input_size": self.meta.input_size,
             "has_tflite": (self.bundle / TFLITE_FILE).is_file(),
+            # Views every picture costs besides one per face (whole view, native patch).
+            "picture_views": sum(v != "face" for v in self.meta.views) or 1,
         }
 
 

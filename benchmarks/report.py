@@ -11,7 +11,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-E2E_VS_MODEL = 0.70
+# End to end against the model's own ceiling for the same pictures: views per picture (whole
+# view, native patch, one per face) times the model's time per view at the serving batch size.
+E2E_VS_MODEL = 0.85
 # Screening end to end, face detection included (images/s on the 2-core reference machine).
 E2E_IMAGES_PER_S = {"256": 150.0, "1024": 60.0, "2048": 60.0}
 E2E_VS_REFERENCE = 20.0
@@ -47,29 +49,41 @@ def _get(results: dict[str, Any], *keys: str) -> Any:
 
 
 def model_reference(results: dict[str, Any]) -> tuple[str, str, float | None]:
-    """(backend, batch size, images/s) of model-only that serving uses, to compare e2e with."""
+    """(backend, batch size, views/s) of model-only that serving uses, to compare e2e with."""
     backend = _get(results, "end_to_end", "256", "backend") or _get(results, "model", "backend")
     batch = str(_get(results, "params", "serve_batch_size"))
     value = _get(results, "model_only", str(backend), batch)
     return str(backend), batch, float(value) if isinstance(value, int | float) else None
 
 
+def views_per_image(results: dict[str, Any], size: str) -> float | None:
+    """Views one picture of this run cost the model: the picture's own views plus its faces."""
+    faces = _get(results, "end_to_end", size, "mean_faces")
+    if faces is None:
+        return None
+    return float(_get(results, "model", "picture_views") or 1) + float(faces)
+
+
 def throughput_targets(results: dict[str, Any]) -> list[Target]:
-    """End-to-end vs model-only (same run) and vs the notebook's per-file way."""
+    """End to end against the model's ceiling for the same pictures, and against the
+    notebook's per-file way."""
     rows: list[Target] = []
-    backend, batch, model_ips = model_reference(results)
-    for size in ("256", "1024"):
+    backend, batch, model_vps = model_reference(results)
+    for size in ("256", "1024", "2048"):
         e2e = _get(results, "end_to_end", size, "images_per_s")
+        views = views_per_image(results, size)
         if e2e is None:
             continue
-        if model_ips:
-            ratio = e2e / model_ips
+        if model_vps and views:
+            ceiling = model_vps / views
+            ratio = e2e / ceiling
             rows.append(Target(
-                f"e2e {size} px vs model-only", f">= {E2E_VS_MODEL:.0%}",
-                f"{ratio:.0%} ({e2e:.0f} vs {model_ips:.0f} img/s, {backend} b{batch})",
+                f"e2e {size} px vs the model's ceiling", f">= {E2E_VS_MODEL:.0%}",
+                f"{ratio:.0%} ({e2e:.0f} vs {ceiling:.0f} img/s = {model_vps:.0f} views/s "
+                f"/ {views:.2f} views per picture, {backend} b{batch})",
                 ratio >= E2E_VS_MODEL,
             ))  # fmt: skip
-        rows.extend(cpu_target(results, size, backend, batch))
+        rows.extend(cpu_target(results, size, backend, batch, views))
         ref = _get(results, "reference", size, "images_per_s")
         if ref:
             ratio = e2e / ref
@@ -93,21 +107,23 @@ def speed_targets(results: dict[str, Any]) -> list[Target]:
     return rows
 
 
-def cpu_target(results: dict[str, Any], size: str, backend: str, batch: str) -> list[Target]:
-    """The same ratio from CPU time per image, which other processes on the machine barely move.
-
-    With the model using every core, throughput ratio = model CPU / end-to-end CPU per image.
+def cpu_target(
+    results: dict[str, Any], size: str, backend: str, batch: str, views: float | None
+) -> list[Target]:
+    """The same ratio from CPU time, which other processes on the machine barely move: the
+    model's CPU time for the picture's views against the whole pipeline's CPU time per picture.
     """
     model_cpu = _get(results, "model_only", "cpu_ms_per_image", backend, batch)
     e2e_cpu = _get(results, "end_to_end", size, "cpu_ms_per_image")
-    if not model_cpu or not e2e_cpu or e2e_cpu <= 0:
+    if not model_cpu or not views or not e2e_cpu or e2e_cpu <= 0:
         return []  # too few files to separate the per-image cost from the fixed one
-    ratio = model_cpu / e2e_cpu
+    needed = model_cpu * views
+    ratio = needed / e2e_cpu
     return [
         Target(
-            f"e2e {size} px vs model-only, CPU time",
+            f"e2e {size} px vs the model's ceiling, CPU time",
             f">= {E2E_VS_MODEL:.0%}",
-            f"{ratio:.0%} ({model_cpu:.1f} vs {e2e_cpu:.1f} CPU-ms/img)",
+            f"{ratio:.0%} ({needed:.1f} model vs {e2e_cpu:.1f} CPU-ms per picture)",
             ratio >= E2E_VS_MODEL,
         )
     ]
@@ -238,7 +254,8 @@ def api_targets(results: dict[str, Any]) -> list[Target]:
     lat = api["idle_latency_ms"]
     batch1 = ((results.get("model_only") or {}).get("litert") or {}).get("1")
     if batch1:
-        model_ms = 1000 * 3 / batch1  # whole view, patch and one face
+        views = float(_get(results, "model", "picture_views") or 1) + 1  # and one face
+        model_ms = 1000 * views / batch1
         rows.append(
             Target(
                 "API idle latency of one 256 px picture, p50 / p99",
@@ -282,8 +299,8 @@ def model_table(model_only: dict[str, Any]) -> str:
         else:
             rows.append((backend, *(f"{data.get(str(n), 0):.1f}" for n in sizes)))
     for backend, cpu in (model_only.get("cpu_ms_per_image") or {}).items():
-        rows.append((f"{backend} CPU-ms/img", *(f"{cpu.get(str(n), 0):.2f}" for n in sizes)))
-    return format_table(("model-only img/s", *(f"batch {n}" for n in sizes)), rows)
+        rows.append((f"{backend} CPU-ms/view", *(f"{cpu.get(str(n), 0):.2f}" for n in sizes)))
+    return format_table(("model-only views/s", *(f"batch {n}" for n in sizes)), rows)
 
 
 def screening_table(results: dict[str, Any]) -> str:
@@ -293,11 +310,12 @@ def screening_table(results: dict[str, Any]) -> str:
     rows = [
         (name, str(r["files"]), f"{r['images_per_s']:.1f}", str(r.get("cpu_ms_per_image")),
          f"{r['startup_s']:.2f}", f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
-         str(r["mean_decode_ms"]), str(r["mean_infer_ms"]), str(r["moved"]))
+         str(r.get("mean_faces")), str(r["mean_decode_ms"]), str(r["mean_infer_ms"]),
+         str(r["moved"]))
         for name, r in runs if "files" in r
     ]  # fmt: skip
     header = ("serve --once", "files", "img/s", "CPU ms/img", "start s", "wall s", "peak MB",
-              "decode ms", "infer ms", "moved")  # fmt: skip
+              "faces/img", "decode ms", "infer ms", "moved")  # fmt: skip
     return format_table(header, rows)
 
 

@@ -141,6 +141,7 @@ def summarize_screening(
         "fixed_cpu_s": round(fixed_cpu, 2),
         "mean_decode_ms": _mean([r.decode_ms for r in rows]),
         "mean_infer_ms": _mean([r.infer_ms for r in rows]),
+        "mean_faces": _mean([float(r.faces) for r in rows if r.faces is not None]),
         "backend": serving_backend(result.log),
     }
 

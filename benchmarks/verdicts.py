@@ -13,7 +13,7 @@ from benchmarks.procs import BenchmarkError
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = "path, status, created_at, discovered_at, decode_ms, infer_ms, disposition"
+COLUMNS = "path, status, created_at, discovered_at, decode_ms, infer_ms, disposition, faces"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class VerdictRow:
     decode_ms: float | None
     infer_ms: float | None
     disposition: str | None
+    faces: int | None = None  # faces found (each one more view through the model)
 
 
 def epoch(text: str | None) -> float:
@@ -47,7 +48,7 @@ def connect(db: Path) -> sqlite3.Connection:
 
 
 def _row(raw: tuple[object, ...]) -> VerdictRow:
-    path, status, created, discovered, decode_ms, infer_ms, disposition = raw
+    path, status, created, discovered, decode_ms, infer_ms, disposition, faces = raw
     return VerdictRow(
         path=str(path),
         status=str(status),
@@ -56,6 +57,7 @@ def _row(raw: tuple[object, ...]) -> VerdictRow:
         decode_ms=float(decode_ms) if isinstance(decode_ms, int | float) else None,
         infer_ms=float(infer_ms) if isinstance(infer_ms, int | float) else None,
         disposition=str(disposition) if disposition is not None else None,
+        faces=int(faces) if isinstance(faces, int) else None,
     )
 
 
