@@ -40,6 +40,8 @@ class _Stopped(Exception):
 
 # Scores remembered per model for content still on its way to the database.
 RECENT_SCORES = 4096
+# How often a batch that is filling looks whether more pictures are still on their way.
+IDLE_CHECK_S = 0.005
 # First wait before a batch is tried again after the model or the database failed.
 RETRY_FIRST_S = 0.5
 
@@ -64,8 +66,12 @@ class Batcher(Worker):
         writer: threading.Thread,
         retry_max_s: float = 300.0,
         on_batch: Callable[[int, float], None] | None = None,
+        upstream_idle: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__("batcher")
+        # True when no picture is waiting for or in decoding: then nothing can join the batch,
+        # and waiting out max_wait would only add latency (one upload on an idle service).
+        self._upstream_idle = upstream_idle or (lambda: False)
         # Told (pictures, seconds) of every model call that scored a batch (the metrics).
         self._on_batch = on_batch
         self._db = db
@@ -140,7 +146,8 @@ class Batcher(Worker):
             raise _Stopped
 
     def collect(self) -> list[Decoded]:
-        """Up to batch_size items; waits at most max_wait after the first one arrived."""
+        """Up to batch_size items; waits at most max_wait after the first one arrived, and not
+        at all once nothing more is on its way."""
         try:
             first = self._decoded.get(timeout=WAKE_S)
         except queue.Empty:
@@ -150,9 +157,15 @@ class Batcher(Worker):
         while items and len(items) < self._batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._decoded.get(timeout=remaining) if remaining > 0 else None
+                item = (
+                    self._decoded.get(timeout=min(remaining, IDLE_CHECK_S))
+                    if remaining > 0
+                    else None
+                )
             except queue.Empty:
-                break
+                if self._upstream_idle() and self._decoded.empty():
+                    break
+                continue
             if item is None:
                 # Wait is over, or stop() woke us: take what is already there and go.
                 items.extend(self._drain(self._batch_size - len(items)))

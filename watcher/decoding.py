@@ -104,6 +104,9 @@ class DecodeWorker(Worker):
         self._limits = limits
         self._writer = writer
         self._provenance = provenance
+        # True from taking a job until its result is handed on (the batcher reads it to know
+        # whether more pictures are on their way).
+        self.busy = False
 
     def on_stop(self) -> None:
         """Wake a worker waiting for a job (None means "look at your stop flag")."""
@@ -118,12 +121,18 @@ class DecodeWorker(Worker):
                 continue
             if job is None:
                 continue
-            item = self._decode(job)
-            if isinstance(item, Decoded):
-                put_until(self._decoded, item, self.stopped_event)
-            else:
-                outcome: Outcome = item
-                put_while_alive(self._tasks, Screened((outcome,)), self._writer)
+            self.busy = True
+            try:
+                self._hand_on(self._decode(job))
+            finally:
+                self.busy = False
+
+    def _hand_on(self, item: Decoded | Rejected) -> None:
+        if isinstance(item, Decoded):
+            put_until(self._decoded, item, self.stopped_event)
+        else:
+            outcome: Outcome = item
+            put_while_alive(self._tasks, Screened((outcome,)), self._writer)
 
     def _decode(self, job: Job) -> Decoded | Rejected:
         try:

@@ -113,7 +113,12 @@ class Pipeline:
             writer=self.writer,
             retry_max_s=w.retry_max_s,
             on_batch=metrics.batch if metrics is not None else None,
+            upstream_idle=self._upstream_idle,
         )
+
+    def _upstream_idle(self) -> bool:
+        """No job waits for a decoder and no decoder is busy: no picture is on its way."""
+        return self.jobs.empty() and not any(d.busy for d in self.decoders)
 
     @property
     def threads(self) -> list[Worker]:

@@ -1,15 +1,20 @@
-"""The batcher under model failures: an outage of the model delays screening, it never rejects."""
+"""The batcher: a model outage delays screening and never rejects; a batch waits for pictures
+still on their way, and only for them."""
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from detector.imageio import LoadLimits
 from tests.conftest import BRIGHT, DARK, ImageFactory
+from watcher.batcher import Batcher
 
 from .conftest import Deployment, running_daemon, wait_until
 
@@ -73,3 +78,51 @@ def test_an_image_the_model_cannot_take_is_rejected_alone(
     assert status["bright.jpg"] == ("classified", None)
     assert status["dark.jpg"][0] == "rejected"
     assert "kernel failed" in (status["dark.jpg"][1] or "")
+
+
+def _batcher(decoded: queue.Queue[Any], upstream_idle: Any, max_wait_s: float) -> Batcher:
+    """A batcher whose collect() can be driven alone (nothing else of it runs)."""
+    return Batcher(
+        db=None,  # type: ignore[arg-type]
+        decoded=decoded,
+        tasks=queue.Queue(),
+        slot=None,  # type: ignore[arg-type]
+        batch_size=4,
+        max_wait_s=max_wait_s,
+        limits=LoadLimits(),
+        writer=threading.Thread(),
+        upstream_idle=upstream_idle,
+    )
+
+
+def test_a_batch_goes_at_once_when_nothing_more_is_on_its_way() -> None:
+    decoded: queue.Queue[Any] = queue.Queue()
+    decoded.put("first")
+    started = time.monotonic()
+    assert _batcher(decoded, lambda: True, max_wait_s=30.0).collect() == ["first"]
+    assert time.monotonic() - started < 10.0  # not the 30 s window
+
+
+def test_a_batch_waits_for_pictures_still_being_decoded() -> None:
+    decoded: queue.Queue[Any] = queue.Queue()
+    decoded.put("first")
+    busy = threading.Event()
+    busy.set()
+
+    def decoder_finishes() -> None:
+        time.sleep(0.3)
+        decoded.put("second")
+        busy.clear()
+
+    threading.Thread(target=decoder_finishes, daemon=True).start()
+    batch = _batcher(decoded, lambda: not busy.is_set(), max_wait_s=30.0).collect()
+    assert batch == ["first", "second"]
+
+
+def test_one_upload_on_an_idle_daemon_does_not_wait_out_the_batch_window(
+    deployment: Deployment, image_factory: ImageFactory
+) -> None:
+    settings = deployment.write_config(max_wait_ms=60_000)
+    with running_daemon(settings):
+        image_factory(deployment.inbox / "one.jpg", color=BRIGHT, seed=1, noise=4.0)
+        wait_until(lambda: len(deployment.verdicts()) == 1, timeout=45, what="its verdict")
