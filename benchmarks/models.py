@@ -150,6 +150,8 @@ def model_only(
     results["cpu_ms_per_image"] = {
         b: {n: min(values) for n, values in per_batch.items()} for b, per_batch in cpu.items()
     }
+    # The call size serving splits a batch's views into: the batch size the ceiling is read at.
+    results["views_per_call"] = {b: c.views_per_call for b, c in loaded.items()}
     results["rounds"] = speed
     results["method"] = f"best of {rounds} interleaved rounds of {min_s / rounds:.2f} s per point"
     return results

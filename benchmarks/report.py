@@ -49,9 +49,13 @@ def _get(results: dict[str, Any], *keys: str) -> Any:
 
 
 def model_reference(results: dict[str, Any]) -> tuple[str, str, float | None]:
-    """(backend, batch size, views/s) of model-only that serving uses, to compare e2e with."""
+    """(backend, views per call, views/s) of model-only as serving calls the model, to compare
+    e2e with: a batch's views go to the model in calls of the backend's own size."""
     backend = _get(results, "end_to_end", "256", "backend") or _get(results, "model", "backend")
-    batch = str(_get(results, "params", "serve_batch_size"))
+    batch = str(
+        _get(results, "model_only", "views_per_call", str(backend))
+        or _get(results, "params", "serve_batch_size")
+    )
     value = _get(results, "model_only", str(backend), batch)
     return str(backend), batch, float(value) if isinstance(value, int | float) else None
 

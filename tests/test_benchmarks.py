@@ -67,6 +67,19 @@ def test_targets_pass_and_miss_from_numbers() -> None:
     assert passed["peak RSS growth 2000 -> 10000 files"] is False  # +33 %
 
 
+def test_the_ceiling_is_read_at_the_size_serving_calls_the_model_with() -> None:
+    results = {
+        "params": {"serve_batch_size": 32},
+        "model": {"picture_views": 2},
+        "model_only": {"litert": {"8": 360.0, "32": 300.0}, "views_per_call": {"litert": 8}},
+        "end_to_end": {"256": {"images_per_s": 100.0, "backend": "litert", "mean_faces": 1.0}},
+    }
+    assert report.model_reference(results) == ("litert", "8", 360.0)
+    row = next(t for t in report.evaluate(results) if t.name.startswith("e2e 256 px vs the model"))
+    # 360 views/s over 3 views = 120 pictures/s; 100 of them is 83 %, under the 85 % target.
+    assert row.passed is False and "litert b8" in row.measured
+
+
 @pytest.mark.slow
 def test_quick_run_reports_every_section(tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
