@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OUT: Final = REPO / "benchmarks" / "results" / "fuzz.json"
 LIMIT_S: Final[float] = 5.0
+# The outcome of a file the model could score (else the rejection's reason code).
+DECODED: Final[str] = "decoded"
 Mutator = Callable[[bytes, random.Random], bytes]
 
 
@@ -221,7 +223,7 @@ def time_each(folder: Path, limit_s: float) -> dict[str, Any]:
     spec = Classifier.load(bundled_model_dir()).spec
     limits = LoadLimits()
     times: dict[str, float] = {}
-    outcome: collections.Counter[str] = collections.Counter()
+    outcome: dict[str, str] = {}
     current: list[Any] = [None, 0.0]
 
     def watchdog() -> None:
@@ -239,16 +241,19 @@ def time_each(folder: Path, limit_s: float) -> dict[str, Any]:
         read_provenance(data)
         try:
             spec.decode(data, limits)
-            outcome["decoded"] += 1
+            outcome[path.name] = DECODED
         except ImageRejected as exc:
-            outcome[exc.code] += 1
+            outcome[path.name] = exc.code
+        except Exception as exc:  # a bug the daemon would record as an internal error
+            outcome[path.name] = f"internal error {exc!r}"
         times[path.name] = time.perf_counter() - current[1]
     current[0] = "done"
     ordered = sorted(times.items(), key=lambda item: -item[1])
     values = np.array(list(times.values()))
     return {
         "files": len(times),
-        "outcomes": dict(outcome),
+        "outcomes": dict(collections.Counter(outcome.values())),
+        "each": outcome,
         "max_s": round(float(values.max()), 3),
         "p99_s": round(float(np.percentile(values, 99)), 4),
         "mean_ms": round(1000 * float(values.mean()), 2),
@@ -264,12 +269,42 @@ def recorded(db: Path) -> dict[str, tuple[str, str | None]]:
     return {Path(path).name: (state, code) for path, state, code in rows}
 
 
+def internal_errors(db: Path) -> list[str]:
+    """Files the daemon set aside after a bug (decoding or screening raised), not bad input."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT path, reason FROM files WHERE reason LIKE 'internal error%'"
+        ).fetchall()
+    return [f"internal error: {Path(path).name}: {reason}" for path, reason in rows]
+
+
 def _check_recorded(rows: dict[str, tuple[str, str | None]], made: dict[str, str]) -> list[str]:
     missing = sorted(set(made) - set(rows))
     unfinished = sorted(
         n for n, (state, _) in rows.items() if state not in ("classified", "rejected")
     )
     return [f"not recorded: {n}" for n in missing] + [f"not finished: {n}" for n in unfinished]
+
+
+def _outcome(row: tuple[str, str | None] | None) -> str | None:
+    if row is None:
+        return None
+    state, code = row
+    return DECODED if state == "classified" else code
+
+
+def _disagreements(
+    decoded: dict[str, str],
+    scan_rows: dict[str, tuple[str, str | None]],
+    serve_rows: dict[str, tuple[str, str | None]],
+) -> list[str]:
+    """The same bytes must get the same outcome here, in `scan` and in `serve`."""
+    problems = []
+    for name, here in sorted(decoded.items()):
+        scan, serve = _outcome(scan_rows.get(name)), _outcome(serve_rows.get(name))
+        if not here == scan == serve:
+            problems.append(f"outcomes differ: {name}: here {here}, scan {scan}, serve {serve}")
+    return problems
 
 
 def run(count: int, seed: int, out: Path, workdir: Path) -> dict[str, Any]:
@@ -294,6 +329,8 @@ def run(count: int, seed: int, out: Path, workdir: Path) -> dict[str, Any]:
         p for p in serve_ws.output.rglob("*") if p.is_file() and ".verdict" not in p.name
     ]
     problems = _check_recorded(scan_rows, made) + _check_recorded(serve_rows, made)
+    problems += _disagreements(per_file.pop("each"), scan_rows, serve_rows)
+    problems += internal_errors(scan_ws.db) + internal_errors(serve_ws.db)
     problems += [f"over {LIMIT_S:g} s: {n}" for n in per_file["over_limit"]]
     if len(sorted_files) != count:
         problems.append(f"serve sorted {len(sorted_files)} of {count} files")

@@ -40,6 +40,10 @@ TEMPLATE: Final[np.ndarray] = (
 FILL: Final[int] = 127
 _NMS: Final[float] = 0.3
 _TOP_K: Final[int] = 500
+# Least side of the detection copy worth running YuNet on (no face fits in fewer pixels).
+_MIN_DETECT_SIDE: Final[int] = 8
+# OpenCV's warp refuses a source with a side of SHRT_MAX pixels or more.
+_CV_MAX_SIDE: Final[int] = 32767
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,10 @@ class FaceFinder:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if min(small.shape[:2]) < _MIN_DETECT_SIDE:
+            # A strip too thin to hold a face at this scale (a 96 x 47,456 picture is 1 px high
+            # here): YuNet then answers with whatever its buffers held from the last picture.
+            return []
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         _, rows = self._detector(bgr.shape[1], bgr.shape[0]).detect(bgr)
         if rows is None:
@@ -269,9 +277,11 @@ def _reduced_source(
     rgb: np.ndarray, matrix: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The picture region the crop reads, area-downscaled first when the face is much larger
-    than the crop: bilinear warping alone would alias (a 600 px face into 128 px)."""
+    than the crop: bilinear warping alone would alias (a 600 px face into 128 px). A picture
+    with a side OpenCV's warp refuses (>= 32,767 px, legal within the pixel limit for a long
+    strip) is cut to that region too."""
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
-    if scale >= 0.5:
+    if scale >= 0.5 and max(rgb.shape[:2]) < _CV_MAX_SIDE:
         return rgb, matrix
     lo, hi = _source_bounds(matrix, size)
     height, width = rgb.shape[:2]
@@ -282,7 +292,7 @@ def _reduced_source(
     factor = min(1.0, 2.0 * scale)
     region = rgb[y0:y1, x0:x1]
     out = (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor)))
-    reduced = cv2.resize(region, out, interpolation=cv2.INTER_AREA)
+    reduced = region if factor == 1.0 else cv2.resize(region, out, interpolation=cv2.INTER_AREA)
     fx, fy = out[0] / region.shape[1], out[1] / region.shape[0]
     # Crop coordinates from reduced ones: undo the resize, then the offset, then the warp.
     to_source = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]], np.float64)

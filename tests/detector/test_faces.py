@@ -150,3 +150,31 @@ def test_decoding_at_working_size_keeps_small_pictures_whole() -> None:
     reduced = decode_picture(_jpeg(big), 512, LoadLimits())
     assert max(reduced.rgb.shape[:2]) < 3200 and min(reduced.rgb.shape[:2]) >= 512
     assert reduced.scale > 1.0
+
+
+def test_a_face_in_a_strip_wider_than_opencv_warps_is_cut_from_its_region() -> None:
+    # Found by the fuzz campaign: a 96 x 47,456 JPEG (4.6 MP, within the pixel limit) made
+    # cv2.warpAffine refuse the source (a side >= 32,767 px) and the file end as an internal
+    # error. The crop now comes from the region it reads, the same pixels as from a small
+    # picture holding the same neighbourhood.
+    rng = np.random.default_rng(3)
+    strip = rng.integers(0, 256, (120, 33_000, 3), dtype=np.uint8)
+    marks = tuple((x * 80 + 20_010, y * 80 + 20) for x, y in TEMPLATE.tolist())
+    box = FaceBox(20_000, 10, 100, 100, 0.9, marks)
+    face = align(strip, box, 64, FaceOptions())
+    local = strip[:, 19_000:21_000]
+    shifted = FaceBox(1_000, 10, 100, 100, 0.9, tuple((x - 19_000, y) for x, y in marks))
+    expected = align(local, shifted, 64, FaceOptions())
+    assert face.pixels.shape == (64, 64, 3)
+    assert np.abs(face.pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
+
+
+def test_a_strip_too_thin_to_hold_a_face_has_none_whatever_came_before() -> None:
+    # At detection scale a 96 x 47,456 strip is 640 x 1 px; YuNet then answered with faces
+    # left over from the previous picture, one run in thousands (seen in the fuzz campaign).
+    finder = FaceFinder()
+    faces = _dataset_faces(2) if (DATASET / "manifest.csv").is_file() else []
+    strip = np.random.default_rng(4).integers(0, 256, (96, 47_456, 3), dtype=np.uint8)
+    for before in [*faces, strip]:
+        finder.find(before)
+        assert finder.find(strip) == []
