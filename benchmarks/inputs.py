@@ -1,7 +1,9 @@
-"""Test JPEGs for the benchmarks: real faces when the dataset is there, synthetic ones otherwise.
+"""Test pictures for the benchmarks: real faces when the dataset is there, synthetic ones
+otherwise; JPEG, and HEIC for the phone photos.
 
-Each copy gets a unique JPEG COM (comment) segment: the pixels stay identical but every file has
-its own sha256, so the pipeline's sha256 dedup cannot skip the model for repeated images.
+Each copy gets a unique JPEG COM (comment) segment, or a trailing ISOBMFF `free` box in a HEIC
+file: the pixels stay identical but every file has its own sha256, so the pipeline's sha256
+dedup cannot skip the model for repeated images.
 """
 
 from __future__ import annotations
@@ -74,9 +76,12 @@ def encode_variant(image: Image.Image, side: int) -> bytes:
     return out.getvalue()
 
 
-def photo_variant(images: Sequence[Image.Image], first: int, size: tuple[int, int]) -> bytes:
+def photo_variant(
+    images: Sequence[Image.Image], first: int, size: tuple[int, int], fmt: str = "JPEG"
+) -> bytes:
     """A group photo of `size` px: three faces (about 400 px each) over an enlarged fourth one
-    as the scene, like a camera picture of several people rather than a face crop."""
+    as the scene, like a camera picture of several people rather than a face crop; `fmt`
+    "JPEG" or "HEIF" (a phone's HEIC)."""
     n = len(images)
     scene = images[first % n].resize(size, Image.Resampling.BICUBIC)
     side = size[1] * 4 // 15
@@ -85,8 +90,29 @@ def photo_variant(images: Sequence[Image.Image], first: int, size: tuple[int, in
         left = size[0] * (1 + 3 * k) // 10
         scene.paste(face, (left, size[1] // 3))
     out = io.BytesIO()
-    scene.save(out, "JPEG", quality=JPEG_QUALITY)
+    if fmt == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        # x265's fastest preset: encoding speed does not change what decoding costs.
+        scene.save(out, "HEIF", quality=JPEG_QUALITY, enc_params={"preset": "ultrafast"})
+    else:
+        scene.save(out, "JPEG", quality=JPEG_QUALITY)
     return out.getvalue()
+
+
+def is_heif(data: bytes) -> bool:
+    """True for an ISOBMFF (HEIC/HEIF/AVIF) file."""
+    return data[4:8] == b"ftyp"
+
+
+def unique_copy(data: bytes, text: str) -> bytes:
+    """The same picture made a distinct file: a JPEG COM segment, or a HEIF `free` box at the
+    end (ISOBMFF readers skip it)."""
+    if is_heif(data):
+        payload = text.encode("ascii")
+        return data + (len(payload) + 8).to_bytes(4, "big") + b"free" + payload
+    return with_comment(data, text)
 
 
 def with_comment(jpeg: bytes, text: str) -> bytes:
@@ -109,8 +135,9 @@ def write_copies(
     stamp = time.time() - BACKDATE_S
     paths = []
     for i in range(count):
-        path = dest / f"{prefix}{i:06d}.jpg"
-        path.write_bytes(with_comment(variants[i % len(variants)], f"benchmark {prefix}{i}"))
+        data = variants[i % len(variants)]
+        path = dest / f"{prefix}{i:06d}.{'heic' if is_heif(data) else 'jpg'}"
+        path.write_bytes(unique_copy(data, f"benchmark {prefix}{i}"))
         if backdate:
             os.utime(path, (stamp, stamp))
         paths.append(path)

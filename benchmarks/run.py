@@ -22,6 +22,7 @@ from benchmarks import api, models, report, service
 from benchmarks.inputs import encode_variant, photo_variant, source_images, write_copies
 from benchmarks.machine import describe_machine, load_average, machine_line
 from benchmarks.procs import REPO
+from benchmarks.report import PHONE, PHONE_HEIC
 from detector.bundle import TFLITE_FILE
 from detector.config import DetectorConfig
 
@@ -31,7 +32,10 @@ SECTIONS = (
     "startup", "latency", "end_to_end", "backlog", "model_only", "reference", "training", "api",
 )  # fmt: skip
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
-UNIQUENESS = "each copy carries its own JPEG COM segment: identical pixels, distinct sha256"
+UNIQUENESS = (
+    "each copy carries its own JPEG COM segment (HEIC: a trailing free box): identical pixels, "
+    "distinct sha256"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +52,16 @@ class Params:
     reference_files: int
     model_min_s: float
     batch_sizes: tuple[int, ...] = (1, 8, 32, 64)
+    # Phone photos (4032 x 3024, JPEG and HEIC): files per run and distinct pictures (HEIC
+    # encoding is slow, and a 12 MP copy is 2-5 MB).
+    phone_files: int = 200
+    phone_variants: int = 8
+    phone_size: tuple[int, int] = (4032, 3024)
 
 
 QUICK = Params(sources=8, e2e_files=20, backlog=50, backlog_small=20, drops=5, move_in_drops=2,
-               drop_gap_s=0.05, reference_files=10, model_min_s=0.2)  # fmt: skip
+               drop_gap_s=0.05, reference_files=10, model_min_s=0.2, phone_files=6,
+               phone_variants=2, phone_size=(1008, 756))  # fmt: skip
 
 
 def full_params(backlog: int) -> Params:
@@ -72,6 +82,9 @@ class Context:
     v1024: list[bytes]
     # Group photos, 2048 x 1536 px, three faces each: the "1024-2048 px photos" case.
     v2048: list[bytes]
+    # Phone photos, 4032 x 3024 px (params.phone_size), three faces each, JPEG and HEIC.
+    phone_jpeg: list[bytes]
+    phone_heic: list[bytes]
 
 
 def _serve_timeout(count: int) -> float:
@@ -79,12 +92,19 @@ def _serve_timeout(count: int) -> float:
 
 
 def _end_to_end(ctx: Context) -> dict[str, Any]:
-    n, bundle = ctx.params.e2e_files, ctx.info.bundle
+    n, phones, bundle = ctx.params.e2e_files, ctx.params.phone_files, ctx.info.bundle
     fixed = service.fixed_cpu_s(ctx.tmp / "e2e", bundle)
+    runs = [
+        ("256", ctx.v256, n),
+        ("1024", ctx.v1024, n),
+        ("2048", ctx.v2048, n),
+        (PHONE, ctx.phone_jpeg, phones),
+        (PHONE_HEIC, ctx.phone_heic, phones),
+    ]
     return {
-        str(size): service.screen_inbox(ctx.tmp, f"e2e-{size}", v, n, bundle,
-                                        timeout_s=_serve_timeout(n), fixed_cpu=fixed)
-        for size, v in ((256, ctx.v256), (1024, ctx.v1024), (2048, ctx.v2048))
+        key: service.screen_inbox(ctx.tmp, f"e2e-{key}", v, count, bundle,
+                                  timeout_s=_serve_timeout(count), fixed_cpu=fixed)
+        for key, v, count in runs
     }  # fmt: skip
 
 
@@ -131,9 +151,12 @@ def prepare(tmp: Path, args: argparse.Namespace, params: Params) -> tuple[Contex
     """Model bundle and input images; the run's header (machine, model, inputs, params)."""
     info = models.resolve_model(args.model, tmp)
     images, origin = source_images(params.sources)
+    phones, phone = range(params.phone_variants), params.phone_size
     ctx = Context(tmp, info, params, [encode_variant(i, 256) for i in images],
                   [encode_variant(i, 1024) for i in images],
-                  [photo_variant(images, k, (2048, 1536)) for k in range(len(images))])  # fmt: skip
+                  [photo_variant(images, k, (2048, 1536)) for k in range(len(images))],
+                  [photo_variant(images, k, phone) for k in phones],
+                  [photo_variant(images, k, phone, "HEIF") for k in phones])  # fmt: skip
     header = {
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *args.argv]),
@@ -144,7 +167,7 @@ def prepare(tmp: Path, args: argparse.Namespace, params: Params) -> tuple[Contex
         "inputs": {
             "images": origin,
             "distinct_images": len(images),
-            "sizes_px": [256, 1024, 2048],
+            "sizes_px": [256, 1024, 2048, list(params.phone_size)],
             "jpeg_quality": 90,
             "uniqueness": UNIQUENESS,
         },

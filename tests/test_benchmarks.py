@@ -15,7 +15,13 @@ import pytest
 from PIL import Image
 
 from benchmarks import report
-from benchmarks.inputs import encode_variant, synthetic_sources, with_comment
+from benchmarks.inputs import (
+    encode_variant,
+    photo_variant,
+    synthetic_sources,
+    unique_copy,
+    with_comment,
+)
 from benchmarks.run import SECTIONS, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +40,19 @@ def test_comment_segment_changes_sha256_not_pixels() -> None:
     assert len({hashlib.sha256(b).hexdigest() for b in (jpeg, *tagged)}) == 3
     pixels = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in (jpeg, *tagged)]
     assert all(np.array_equal(pixels[0], p) for p in pixels[1:])
+
+
+def test_a_heic_copy_is_a_distinct_file_with_the_same_pixels_and_metadata() -> None:
+    from detector.imageio import LoadLimits, decode_picture
+    from detector.provenance import read_provenance
+
+    heic = photo_variant(synthetic_sources(4), 0, (320, 240), "HEIF")
+    copies = [unique_copy(heic, f"copy {i}") for i in range(2)]
+    assert len({hashlib.sha256(b).hexdigest() for b in (heic, *copies)}) == 3
+    pictures = [decode_picture(b, None, LoadLimits()) for b in (heic, *copies)]
+    assert all(p.format == "HEIF" and p.rgb.shape == (240, 320, 3) for p in pictures)
+    assert all(np.array_equal(pictures[0].rgb, p.rgb) for p in pictures[1:])
+    assert read_provenance(copies[0]) == read_provenance(heic)
 
 
 def test_only_rejects_unknown_measurements() -> None:
@@ -91,6 +110,7 @@ def test_quick_run_reports_every_section(tiny_bundle: Path, tmp_path: Path) -> N
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["errors"] == {}
     assert set(SECTIONS) <= set(results)
+    assert set(report.E2E_RUNS) == set(results["end_to_end"])  # phone JPEG and HEIC included
     assert results["machine"]["cpu_model"] and results["model"]["has_tflite"]
     for backend in ("keras", "litert"):
         for batch in ("1", "8", "32", "64"):
