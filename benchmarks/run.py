@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import api, models, report, service
-from benchmarks.inputs import encode_variant, photo_variant, source_images, write_copies
+from benchmarks.inputs import (
+    encode_variant,
+    heic_photos,
+    photo_variant,
+    source_images,
+    write_copies,
+)
 from benchmarks.machine import describe_machine, load_average, machine_line
 from benchmarks.procs import REPO
 from benchmarks.report import PHONE, PHONE_HEIC
@@ -156,7 +162,7 @@ def prepare(tmp: Path, args: argparse.Namespace, params: Params) -> tuple[Contex
                   [encode_variant(i, 1024) for i in images],
                   [photo_variant(images, k, (2048, 1536)) for k in range(len(images))],
                   [photo_variant(images, k, phone) for k in phones],
-                  [photo_variant(images, k, phone, "HEIF") for k in phones])  # fmt: skip
+                  heic_photos(images, params.phone_variants, phone))  # fmt: skip
     header = {
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *args.argv]),
