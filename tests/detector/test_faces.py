@@ -178,3 +178,25 @@ def test_a_strip_too_thin_to_hold_a_face_has_none_whatever_came_before() -> None
     for before in [*faces, strip]:
         finder.find(before)
         assert finder.find(strip) == []
+
+
+@needs_dataset
+def test_a_reduced_decode_finds_the_same_faces_as_a_full_one() -> None:
+    # A model without a native patch decodes a large JPEG reduced in the DCT (1/2 .. 1/8); the
+    # faces it finds must be where a full decode finds them, boxes in source pixels.
+    from detector.views import WORK_SIZE
+
+    picture, _ = _group_picture(_dataset_faces(3))
+    big = _jpeg(cv2.resize(picture, None, fx=5, fy=5, interpolation=cv2.INTER_LINEAR))
+    finder = FaceFinder(FaceOptions(detect_size=640))
+    reduced = decode_views(big, 128, LoadLimits(), finder)
+    assert decode_picture(big, WORK_SIZE, LoadLimits()).scale > 1.5  # reduced on decode
+    full = finder.find(decode_picture(big, None, LoadLimits()).rgb)
+    assert len(reduced.faces) == len(full) == 3
+    by_x = (
+        sorted((f.box for f in reduced.faces), key=lambda b: b.x),
+        sorted(full, key=lambda b: b.x),
+    )
+    for a, b in zip(*by_x, strict=True):
+        # Within a few pixels for ~700 px faces in a 5,120 x 1,920 picture decoded at half size.
+        assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.w - b.w), abs(a.h - b.h)) < 4
