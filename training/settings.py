@@ -59,6 +59,10 @@ class FitSettings:
     leave_one_source_out: bool = False
     # Test pictures per source scored again through each processing chain (0: not measured).
     invariance_per_source: int = 0
+    # Epochs of fine-tuning the upper backbone blocks (training.pretrained.finetune; 0: frozen).
+    fine_tune_epochs: int = 0
+    # Sources the leave-one-source-out table holds out (empty: every one with training pictures).
+    loso_sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch not in architectures.ARCHITECTURES:
@@ -66,6 +70,8 @@ class FitSettings:
         unknown = sorted(set(self.views) - {"whole", "patch", "face"})
         if unknown or "whole" not in self.views:
             raise ValueError(f"views must include 'whole' and be whole, patch, face: {self.views}")
+        if self.fine_tune_epochs < 0:
+            raise ValueError(f"fine-tune epochs must be 0 or more, not {self.fine_tune_epochs}")
 
     @property
     def pretrained(self) -> bool:
@@ -94,6 +100,7 @@ class FitSettings:
         data["augment"] = self.augment.to_dict()
         data["degrade"] = self.degrade.to_dict()
         data["views"] = list(self.views)
+        data["loso_sources"] = list(self.loso_sources)
         return data
 
 

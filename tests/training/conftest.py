@@ -125,3 +125,25 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         include_top=False, weights=None, input_shape=(64, 64, 3)
     ).save_weights(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def normalised_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random MobileNet weights whose batch statistics are set from real activations (layer by
+    layer, as data-dependent initialisation does), so deep activations neither vanish nor
+    explode: what fine-tuning tests need to see a change in the deepest features."""
+    import keras
+
+    model = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3))
+    rng = np.random.default_rng(7)
+    images = rng.uniform(-1, 1, (16, 64, 64, 3)).astype(np.float32)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            inputs = keras.Model(model.input, layer.input)(images, training=False)
+            x = np.asarray(inputs, np.float64)
+            gamma, beta, _, _ = layer.get_weights()
+            mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2)) + 1e-3
+            layer.set_weights([gamma, beta, mean.astype(np.float32), var.astype(np.float32)])
+    path = tmp_path_factory.mktemp("weights") / "mobilenet-normalised.weights.h5"
+    model.save_weights(path)
+    return path

@@ -34,19 +34,26 @@ def _dataset(root: Path) -> Path:
     return root
 
 
-@pytest.mark.slow
-def test_the_command_holds_out_every_trainable_source(
-    tmp_path: Path, random_weights: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def loso_command(tmp_path: Path, weights: Path, *extra: str) -> tuple[list[str], Path]:
+    """The `loso` command line on a fresh tiny dataset (its cache in tmp_path), and where it
+    writes the table."""
     data = _dataset(tmp_path / "data")
     out = tmp_path / "loso.json"
     config = tmp_path / "config.toml"
     config.write_text(f'[training]\ncache_dir = "{tmp_path / "cache"}"\n')
     args = [
         "--config", str(config), "loso", "--data", str(data), "--arch", "mobilenet_ms",
-        "--image-size", "64", "--backbone-weights", str(random_weights),
-        "--feature-passes", "2", "--head-c", "0.1", "--out", str(out),
+        "--image-size", "64", "--backbone-weights", str(weights),
+        "--feature-passes", "2", "--head-c", "0.1", *extra, "--out", str(out),
     ]  # fmt: skip
+    return args, out
+
+
+@pytest.mark.slow
+def test_the_command_holds_out_every_trainable_source(
+    tmp_path: Path, random_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, out = loso_command(tmp_path, random_weights)
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     table = json.loads(out.read_text())

@@ -35,10 +35,7 @@ class SplitData:
     @classmethod
     def of(cls, samples: tuple[Sample, ...], rows: Rows) -> SplitData:
         """Keep the pictures that have a plain whole-view row (the others failed to decode)."""
-        whole = (rows.passes == PLAIN) & (rows.kind == KINDS.index("whole"))
-        present = np.zeros(len(samples), bool)
-        present[rows.index[whole]] = True
-        return cls(samples, rows).pictures(present)
+        return cls(samples, rows).pictures(_present(len(samples), rows))
 
     def pictures(self, keep: np.ndarray) -> SplitData:
         """The pictures where `keep` is True, with their rows (picture indices renumbered)."""
@@ -60,6 +57,27 @@ class SplitData:
     def fitting_rows(self, views: tuple[str, ...], self_blend: bool) -> Rows:
         """The rows a head is fitted on: the chosen view kinds, every pass (self-blends only
         when asked)."""
+        return self.rows.take(self.fitting_mask(views, self_blend))
+
+    def fitting_mask(self, views: tuple[str, ...], self_blend: bool) -> np.ndarray:
+        """Which rows `fitting_rows` keeps."""
         kinds = np.isin(self.rows.kind, [KINDS.index(k) for k in views])
         blends = self.rows.passes == SELF_BLEND
-        return self.rows.take(kinds & (self_blend | ~blends))
+        return kinds & (self_blend | ~blends)
+
+    def row_sources(self) -> np.ndarray:
+        """(R,) the source of each row's picture."""
+        return np.array(self.sources, dtype=object)[self.rows.index]
+
+
+def kept_rows(n: int, rows: Rows) -> np.ndarray:
+    """(R,) True for the rows `SplitData.of(samples, rows)` keeps, in their order."""
+    return _present(n, rows)[rows.index]
+
+
+def _present(n: int, rows: Rows) -> np.ndarray:
+    """(n,) True for the pictures with a plain whole-view row."""
+    whole = (rows.passes == PLAIN) & (rows.kind == KINDS.index("whole"))
+    present = np.zeros(n, bool)
+    present[rows.index[whole]] = True
+    return present

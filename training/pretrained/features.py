@@ -71,8 +71,8 @@ class Rows:
         return Rows(*(np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAYS))
 
 
-class Extractor:
-    """Pooled backbone features of uint8 views, through a LiteRT export of the feature part."""
+class LiteRTRunner:
+    """A Keras model over uint8 views, run through its LiteRT export (two threads)."""
 
     def __init__(self, model: keras.Model, size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -80,20 +80,16 @@ class Extractor:
         from detector.bundle import export_tflite_bytes
 
         self._interpreter = Interpreter(
-            model_content=export_tflite_bytes(feature_model(model), size), num_threads=2
+            model_content=export_tflite_bytes(model, size), num_threads=2
         )
         self._input = self._interpreter.get_input_details()[0]["index"]
         output = self._interpreter.get_output_details()[0]
         self._output = output["index"]
-        self.width = int(output["shape"][-1])
+        self.shape = tuple(int(n) for n in output["shape"][1:])
         self._batch = -1
-        digest = hashlib.sha256(f"{size}".encode())
-        for weight in model.get_layer(BACKBONE_NAME).get_weights():
-            digest.update(np.ascontiguousarray(weight).tobytes())
-        self.identity = digest.hexdigest()[:24]
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, D) float32 features of (N, S, S, 3) uint8 views."""
+        """(N, ...) float32 outputs of (N, S, S, 3) uint8 views."""
         if pixels.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input, list(pixels.shape), strict=False)
             self._interpreter.allocate_tensors()
@@ -101,6 +97,27 @@ class Extractor:
         self._interpreter.set_tensor(self._input, pixels.astype(np.float32))
         self._interpreter.invoke()
         return np.array(self._interpreter.get_tensor(self._output), dtype=np.float32)
+
+
+class Extractor:
+    """Pooled backbone features of uint8 views, through a LiteRT export of the feature part."""
+
+    def __init__(self, model: keras.Model, size: int) -> None:
+        self._run = LiteRTRunner(feature_model(model), size)
+        self.width = self._run.shape[-1]
+        self.identity = backbone_identity(model, size)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, D) float32 features of (N, S, S, 3) uint8 views."""
+        return self._run(pixels)
+
+
+def backbone_identity(model: keras.Model, size: int) -> str:
+    """A short digest of the backbone's weights and the view size (part of cache keys)."""
+    digest = hashlib.sha256(f"{size}".encode())
+    for weight in model.get_layer(BACKBONE_NAME).get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +200,7 @@ def pass_rows(
     cache_dir: Path | None,
 ) -> Rows:
     """Rows of one pass over `samples`, from the cache when the same work was done before."""
-    path = _cache_path(samples, number, spec, passes, extract, cache_dir)
+    path = cache_path(samples, number, spec, passes, extract, cache_dir)
     if path is not None and path.is_file():
         logger.info("using features cache %s", path)
         with np.load(path) as data:
@@ -202,7 +219,7 @@ def pass_rows(
     return rows
 
 
-def _cache_path(
+def cache_path(
     samples: Sequence[Sample],
     number: int,
     spec: ViewSpec,
@@ -233,7 +250,29 @@ def _extract_pass(
     samples: Sequence[Sample], number: int, spec: ViewSpec, passes: Passes, extract: Extractor
 ) -> Rows:
     feats: list[np.ndarray] = []
-    meta: list[tuple[int, int, float, np.ndarray]] = []  # kind, index, label, quality
+    meta: list[ViewMeta] = []
+    for pixels, chunk_meta in view_batches(samples, number, spec, passes):
+        feats.append(extract(pixels))
+        meta.extend(chunk_meta)
+    return Rows(
+        feats=np.concatenate(feats) if feats else np.zeros((0, extract.width), np.float32),
+        kind=np.array([m[0] for m in meta], np.int8),
+        index=np.array([m[1] for m in meta], np.int32),
+        passes=np.full(len(meta), number, np.int16),
+        labels=np.array([m[2] for m in meta], np.float32),
+        quality=np.array([m[3] for m in meta], np.float64).reshape(-1, 3),
+    )
+
+
+# Per view row: kind, picture index, label, quality facts.
+ViewMeta = tuple[int, int, float, np.ndarray]
+
+
+def view_batches(
+    samples: Sequence[Sample], number: int, spec: ViewSpec, passes: Passes
+) -> Iterator[tuple[np.ndarray, list[ViewMeta]]]:
+    """The views of pass `number`, a chunk of pictures at a time, in row order (the order of
+    `pass_rows`): stacked uint8 pixels and each row's facts. Pictures that fail are skipped."""
 
     def one(i: int) -> tuple[int, Rendered | None]:
         try:
@@ -252,16 +291,7 @@ def _extract_pass(
                 views.append(pixels)
                 chunk_meta.append((kind, i, item.label, facts))
         if views:
-            feats.append(extract(np.stack(views)))
-            meta.extend(chunk_meta)
-    return Rows(
-        feats=np.concatenate(feats) if feats else np.zeros((0, extract.width), np.float32),
-        kind=np.array([m[0] for m in meta], np.int8),
-        index=np.array([m[1] for m in meta], np.int32),
-        passes=np.full(len(meta), number, np.int16),
-        labels=np.array([m[2] for m in meta], np.float32),
-        quality=np.array([m[3] for m in meta], np.float64).reshape(-1, 3),
-    )
+            yield np.stack(views), chunk_meta
 
 
 def _rendered_chunks(

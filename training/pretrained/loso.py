@@ -24,16 +24,27 @@ from training.settings import FitSettings
 
 logger = logging.getLogger(__name__)
 
-FitHead = Callable[[SplitData], Head]
+# One fold: given the source held out, every split's data as that fold sees it (features of
+# its own backbone when the backbone is fine-tuned per fold) and the head fitted without it.
+Fold = Callable[[str], tuple[dict[str, SplitData], Head]]
 
 
-def table(data: dict[str, SplitData], settings: FitSettings, fit: FitHead) -> dict[str, Any]:
-    """The held-out AUC of every trainable source, with the mean and the worst."""
+def frozen_folds(data: dict[str, SplitData], fit: Callable[[SplitData], Head]) -> Fold:
+    """Folds of a frozen backbone: the same rows for every fold, only the head refitted."""
+    return lambda source: (data, fit(data["train"].without([source])))
+
+
+def table(data: dict[str, SplitData], settings: FitSettings, fold: Fold) -> dict[str, Any]:
+    """The held-out AUC of every trainable source (or of `settings.loso_sources`), with the
+    mean and the worst."""
     started = time.perf_counter()
     trainable = sorted(set(data["train"].sources))
+    unknown = sorted(set(settings.loso_sources) - set(trainable))
+    if unknown:
+        raise ValueError(f"no training pictures of {', '.join(unknown)}: cannot hold out")
     rows: dict[str, Any] = {}
-    for source in trainable:
-        row = held_out(source, data, settings, fit, trainable)
+    for source in settings.loso_sources or trainable:
+        row = held_out(source, data, settings, fold, trainable)
         if row is not None:
             rows[source] = row
             logger.info("left out %s: AUC %.4f against the other class", source, row["auc"])
@@ -53,14 +64,15 @@ def held_out(
     source: str,
     data: dict[str, SplitData],
     settings: FitSettings,
-    fit: FitHead,
+    fold: Fold,
     trainable: list[str],
 ) -> dict[str, Any] | None:
     """One row of the table (None when holding the source out leaves a split one class)."""
     train, val = data["train"].without([source]), data["validate"].without([source])
     if len(set(train.labels)) < 2 or len(set(val.labels)) < 2:
         return None
-    head = fit(train)
+    data, head = fold(source)
+    val = data["validate"].without([source])
     val_logits = combine.picture_logits(head, val.rows, len(val))
     rule = combine.fit_rule(val_logits, val.labels, settings.seed, settings.face_decides)
     threshold = calibration.choose_threshold(combine.picture_probs(rule, val_logits), val.labels)

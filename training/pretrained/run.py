@@ -29,7 +29,7 @@ from detector.scoring import CombineRule
 from detector.views import PATCH, Views, ViewSpec
 from training import calibration, evaluate, fairness, pipeline, quality
 from training.datasets import SPLITS, DatasetSplits, fingerprint
-from training.pretrained import combine, features, loso
+from training.pretrained import combine, features, finetune, loso
 from training.pretrained.data import SplitData
 from training.pretrained.head import Head, fit_head, row_weights
 from training.pretrained.network import (
@@ -70,13 +70,7 @@ def split_data(
 ) -> dict[str, SplitData]:
     """Pictures and rows of every split, before any hold-out (rows are shared between runs
     that hold out different sources). Every view kind is computed, whatever the settings use."""
-    spec = ViewSpec(settings.image_size, FaceFinder(FaceOptions()), patch=True)
-    passes = features.Passes(
-        degraded=settings.feature_passes - 1,
-        self_blend=True,
-        chain=settings.degrade,
-        seed=settings.seed,
-    )
+    spec, passes = render_settings(settings)
     out: dict[str, SplitData] = {}
     for name in SPLITS:
         samples = splits.split(name)
@@ -84,6 +78,57 @@ def split_data(
         parts = [features.pass_rows(samples, k, spec, passes, extract, cache_dir) for k in numbers]
         out[name] = SplitData.of(samples, features.Rows.concat(parts))
     return out
+
+
+def render_settings(settings: FitSettings) -> tuple[ViewSpec, features.Passes]:
+    """How pictures are rendered and cut into views for features (every view kind)."""
+    spec = ViewSpec(settings.image_size, FaceFinder(FaceOptions()), patch=True)
+    passes = features.Passes(
+        degraded=settings.feature_passes - 1,
+        self_blend=True,
+        chain=settings.degrade,
+        seed=settings.seed,
+    )
+    return spec, passes
+
+
+class Backbone:
+    """The rows of every split and, when the settings fine-tune, the maps and starting weights
+    of the upper blocks: what each fold (and the final fit) tunes from."""
+
+    def __init__(
+        self,
+        splits: DatasetSplits,
+        settings: FitSettings,
+        model: keras.Model,
+        cache_dir: Path,
+    ) -> None:
+        self.settings, self.model = settings, model
+        extract = features.Extractor(model, settings.image_size)
+        self.every = split_data(splits, settings, extract, cache_dir)
+        self.start = finetune.backbone_weights(model)
+        self.maps: dict[str, finetune.MapStore] | None = None
+        if settings.fine_tune_epochs:
+            render = render_settings(settings)
+            self.maps = finetune.split_maps(splits, self.every, render, model, extract, cache_dir)
+            error = finetune.check_maps(model, self.start, self.every["validate"],
+                                        self.maps["validate"])  # fmt: skip
+            logger.info("maps reproduce the cached features (median error %.4f)", error)
+
+    def tuned(self, leave_out: list[str]) -> tuple[dict[str, SplitData], finetune.Tuned | None]:
+        """Every split's rows as a backbone tuned without `leave_out` sees them (the cached
+        rows, and no weights, for a frozen backbone)."""
+        if self.maps is None:
+            return self.every, None
+        first = fit_on(self.every["train"].without(leave_out), self.settings)
+        return finetune.tune(
+            self.every, self.maps, first, leave_out, self.settings, self.model, self.start
+        )
+
+    def fold(self, source: str) -> tuple[dict[str, SplitData], Head]:
+        """One leave-one-source-out fold (loso.Fold)."""
+        data, _ = self.tuned([source])
+        return data, fit_on(data["train"].without([source]), self.settings)
 
 
 def fit_on(train: SplitData, settings: FitSettings) -> Head:
@@ -104,14 +149,15 @@ def fit_pretrained(
     started = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     model = initial_model(settings, init_bundle)
+    cache = cache_dir or pipeline.default_cache_dir()
+    backbone = Backbone(splits.before_hold_out or splits, settings, model, cache)
+    tuned_every, tuned = backbone.tuned(list(splits.held_out))
+    if tuned is not None:
+        finetune.apply(model, tuned)
     extract = features.Extractor(model, settings.image_size)
-    every = split_data(
-        splits.before_hold_out or splits,
-        settings,
-        extract,
-        cache_dir or pipeline.default_cache_dir(),
-    )
-    data = {name: d.without(splits.held_out) if name != "test" else d for name, d in every.items()}
+    data = {
+        name: d.without(splits.held_out) if name != "test" else d for name, d in tuned_every.items()
+    }
     features_seconds = time.perf_counter() - started
     t0 = time.perf_counter()
     head = fit_on(data["train"], settings)
@@ -122,13 +168,14 @@ def fit_pretrained(
     fit_seconds = time.perf_counter() - t0
     meta, info = _calibrate_and_measure(head, data, settings)
     if settings.leave_one_source_out:
-        info["leave_one_source_out"] = loso.table(every, settings, lambda t: fit_on(t, settings))
+        info["leave_one_source_out"] = loso.table(backbone.every, settings, backbone.fold)
     rows = data["train"].fitting_rows(settings.views, settings.self_blend)
     info.update(
         quality=_quality_report(data, rows, settings),
         passes=features.describe(
             features.Passes(settings.feature_passes - 1, settings.self_blend, settings.degrade)
         ),
+        fine_tune=finetune.describe(settings) if tuned is not None else None,
         features_seconds=features_seconds,
         train_seconds=fit_seconds,
         images_per_second=len(rows) / max(features_seconds + fit_seconds, 1e-9),
@@ -263,8 +310,7 @@ def leave_one_source_out(
     """The leave-one-source-out table of these settings, without training a bundle."""
     keras.utils.set_random_seed(settings.seed)
     model = initial_model(settings, init_bundle)
-    extract = features.Extractor(model, settings.image_size)
-    every = split_data(splits, settings, extract, cache_dir or pipeline.default_cache_dir())
-    result = loso.table(every, settings, lambda t: fit_on(t, settings))
+    backbone = Backbone(splits, settings, model, cache_dir or pipeline.default_cache_dir())
+    result = loso.table(backbone.every, settings, backbone.fold)
     result["settings"] = settings.to_dict()
     return result

@@ -125,6 +125,15 @@ def _fit_arguments(train: argparse.ArgumentParser) -> None:
         "--no-self-blend", action="store_true", help="pretrained --arch: no self-blended faces"
     )
     train.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        help="pretrained --arch: epochs of fine-tuning the upper backbone blocks (0: frozen)",
+    )
+    train.add_argument(
+        "--loso-sources",
+        help="sources the leave-one-source-out table holds out, comma-separated (default: all)",
+    )
+    train.add_argument(
         "--no-balance-quality",
         action="store_true",
         help="pretrained --arch: no row weights against size, sharpness and compression",
@@ -184,6 +193,11 @@ def fit_settings_of(args: argparse.Namespace, settings: Settings, command: str) 
               file=sys.stderr)  # fmt: skip
         return None
     views = tuple(v.strip() for v in args.views.split(",")) if args.views else None
+    loso_sources = (
+        tuple(s.strip() for s in args.loso_sources.split(",") if s.strip())
+        if args.loso_sources
+        else None
+    )
     try:
         return FitSettings.from_config(
             settings.training,
@@ -201,6 +215,8 @@ def fit_settings_of(args: argparse.Namespace, settings: Settings, command: str) 
             head_c=args.head_c,
             self_blend=False if args.no_self_blend else None,
             balance_quality=False if args.no_balance_quality else None,
+            fine_tune_epochs=args.fine_tune_epochs,
+            loso_sources=loso_sources,
             leave_one_source_out=getattr(args, "leave_one_source_out", False) or None,
             invariance_per_source=getattr(args, "invariance", None),
         )
@@ -219,6 +235,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except DatasetError as exc:
         print(f"deepfake-detector train: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if not _loso_sources_known(splits, fit_settings, "train"):
+        return EXIT_USAGE
     if args.hold_out_source:
         print(f"held out of train and validate: {', '.join(sorted(set(args.hold_out_source)))}")
         print(format_distribution(splits), flush=True)
@@ -246,6 +264,8 @@ def run_loso(args: argparse.Namespace, settings: Settings) -> int:
     except DatasetError as exc:
         print(f"deepfake-detector loso: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if not _loso_sources_known(splits, fit_settings, "loso"):
+        return EXIT_USAGE
     from training.pretrained.loso import format_table
     from training.pretrained.run import leave_one_source_out
 
@@ -255,6 +275,17 @@ def run_loso(args: argparse.Namespace, settings: Settings) -> int:
         args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         print(f"table written to {args.out}")
     return EXIT_OK
+
+
+def _loso_sources_known(splits: DatasetSplits, fit_settings: Any, command: str) -> bool:
+    """False (after saying which) when --loso-sources names a source without training
+    pictures: checked before hours of features, not after."""
+    trainable = {s.source for s in splits.train}
+    unknown = sorted(set(fit_settings.loso_sources) - trainable)
+    if unknown:
+        print(f"deepfake-detector {command}: no training pictures of {', '.join(unknown)} "
+              f"(sources: {', '.join(sorted(trainable))})", file=sys.stderr)  # fmt: skip
+    return not unknown
 
 
 def _train_and_register(
