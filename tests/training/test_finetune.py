@@ -50,6 +50,11 @@ def test_tuned_features_are_the_tuned_models_own(tmp_path: Path, normalised_weig
     )
     maps_files = sorted((tmp_path / "cache").glob("*-maps-conv_pw_11_relu.npy"))
     assert len(maps_files) == 5  # train: plain, degraded, self-blend; validate; test
+    # Maps that are not these rows (here: in another order) are refused.
+    maps = backbone.maps["validate"]
+    shuffled = finetune.MapStore(maps.parts, maps.positions[::-1].copy())
+    with pytest.raises(RuntimeError, match="maps do not reproduce"):
+        finetune.check_maps(model, backbone.start, backbone.every["validate"], shuffled)
 
     data, tuned = backbone.tuned(["gen_b"])
     assert tuned is not None
@@ -88,22 +93,6 @@ def _render(settings: FitSettings) -> tuple[object, object]:
     from training.pretrained.run import render_settings
 
     return render_settings(settings)
-
-
-def test_maps_that_are_not_the_rows_are_refused(tmp_path: Path, normalised_weights: Path) -> None:
-    from training.pretrained import finetune
-    from training.pretrained.run import Backbone, initial_model
-
-    splits = load_layout(_dataset(tmp_path / "data"))
-    settings = _settings(normalised_weights)
-    model = initial_model(settings, None)
-    backbone = Backbone(splits, settings, model, tmp_path / "cache")
-    assert backbone.maps is not None
-    shuffled = finetune.MapStore(
-        backbone.maps["validate"].parts, backbone.maps["validate"].positions[::-1].copy()
-    )
-    with pytest.raises(RuntimeError, match="maps do not reproduce"):
-        finetune.check_maps(model, backbone.start, backbone.every["validate"], shuffled)
 
 
 def test_loso_fine_tunes_each_fold_without_its_source(

@@ -241,7 +241,8 @@ def pooled(upper: keras.Model, maps: MapStore, rows: np.ndarray | None = None) -
     out = np.empty((len(rows), width), np.float32)
     for start in range(0, len(rows), _PREDICT_CHUNK):
         chunk = rows[start : start + _PREDICT_CHUNK]
-        out[start : start + len(chunk)] = np.asarray(upper(maps.gather(chunk), training=False))
+        # predict_on_batch runs a compiled function: eager calls took 2.5x as long here.
+        out[start : start + len(chunk)] = upper.predict_on_batch(maps.gather(chunk))
     return out
 
 
