@@ -31,6 +31,7 @@ from storage.models import (
     FileState,
     utcnow,
 )
+from watcher import memory
 from watcher.messages import (
     ORIGIN_INBOX,
     VANISHED,
@@ -139,6 +140,7 @@ class DbWriter(Worker):
         self._due_found = True
         self._next_poll = 0.0
         self._next_due = 0.0
+        self._next_trim = 0.0
 
     @property
     def worker_id(self) -> str:
@@ -211,6 +213,9 @@ class DbWriter(Worker):
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if now >= self._next_trim:
+            self._next_trim = now + memory.TRIM_EVERY_S
+            memory.trim()
         if now >= self._next_due or self._idle_waiters:
             self._next_due = now + DUE_CHECK_S
             self._due_found = self._sorter.run_due(self._in_flight)
