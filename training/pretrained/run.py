@@ -104,7 +104,8 @@ class Backbone:
         cache_dir: Path,
     ) -> None:
         self.settings, self.model = settings, model
-        extract = features.Extractor(model, settings.image_size)
+        # The frozen backbone's feature extractor (a LiteRT export: tens of seconds to make).
+        self.extract = extract = features.Extractor(model, settings.image_size)
         self.every = split_data(splits, settings, extract, cache_dir)
         self.start = finetune.backbone_weights(model)
         self.maps: dict[str, finetune.MapStore] | None = None
@@ -152,9 +153,10 @@ def fit_pretrained(
     cache = cache_dir or pipeline.default_cache_dir()
     backbone = Backbone(splits.before_hold_out or splits, settings, model, cache)
     tuned_every, tuned = backbone.tuned(list(splits.held_out))
+    extract = backbone.extract
     if tuned is not None:
         finetune.apply(model, tuned)
-    extract = features.Extractor(model, settings.image_size)
+        extract = features.Extractor(model, settings.image_size)  # the tuned backbone's
     data = {
         name: d.without(splits.held_out) if name != "test" else d for name, d in tuned_every.items()
     }
