@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import cv2
 import numpy as np
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ _NMS: Final[float] = 0.3
 _TOP_K: Final[int] = 500
 # Least side of the detection copy worth running YuNet on (no face fits in fewer pixels).
 _MIN_DETECT_SIDE: Final[int] = 8
-# OpenCV's warp refuses a source with a side of SHRT_MAX pixels or more.
-_CV_MAX_SIDE: Final[int] = 32767
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,24 +220,27 @@ def _mask(size: int, oval: tuple[float, float]) -> np.ndarray:
         return _MASKS[key]
 
 
-def align(rgb: np.ndarray, box: FaceBox, size: int, options: FaceOptions) -> AlignedFace:
-    """Warp one face into the canonical pose at `size` px, oval-masked, from an RGB picture."""
+def align(
+    picture: np.ndarray | Image.Image, box: FaceBox, size: int, options: FaceOptions
+) -> AlignedFace:
+    """Warp one face into the canonical pose at `size` px, oval-masked, from an RGB picture
+    (an (H, W, 3) array, or a Pillow image of which only the face's region is read)."""
+    width, height = _dimensions(picture)
     aligned = similarity(np.array(box.landmarks, dtype=np.float32), size, options.face_scale)
-    matrix = fit_inside(aligned, rgb.shape[1], rgb.shape[0], size)
+    matrix = fit_inside(aligned, width, height, size)
     zoom = float(np.hypot(*matrix[0, :2]) / np.hypot(*aligned[0, :2]))
-    source, matrix = _reduced_source(rgb, matrix, size)
+    source = _warp_source(picture, matrix, size)
     crop = cv2.warpAffine(
-        source,
-        matrix,
+        source.pixels,
+        source.matrix,
         (size, size),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(FILL, FILL, FILL),
     )
     mask = _mask(size, options.oval)
-    inside = _inside_picture(matrix, source.shape[1], source.shape[0], size)
     crop[~mask] = FILL
-    padded = float(np.count_nonzero(mask & ~inside)) / float(np.count_nonzero(mask))
+    padded = float(np.count_nonzero(mask & ~source.inside)) / float(np.count_nonzero(mask))
     return AlignedFace(box=box, pixels=crop, padded=padded, zoom=zoom)
 
 
@@ -273,30 +275,64 @@ def _source_bounds(matrix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
     return points.min(axis=0), points.max(axis=0)
 
 
-def _reduced_source(
-    rgb: np.ndarray, matrix: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The picture region the crop reads, area-downscaled first when the face is much larger
-    than the crop: bilinear warping alone would alias (a 600 px face into 128 px). A picture
-    with a side OpenCV's warp refuses (>= 32,767 px, legal within the pixel limit for a long
-    strip) is cut to that region too."""
-    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
-    if scale >= 0.5 and max(rgb.shape[:2]) < _CV_MAX_SIDE:
-        return rgb, matrix
+@dataclass(frozen=True, slots=True)
+class _WarpSource:
+    """What one crop is warped from: the picture's pixels around the face, the transform
+    taking them to the crop, and (S, S) which crop pixels lie inside the picture."""
+
+    pixels: np.ndarray
+    matrix: np.ndarray
+    inside: np.ndarray
+
+
+def _warp_source(picture: np.ndarray | Image.Image, matrix: np.ndarray, size: int) -> _WarpSource:
+    """Only the region the crop reads is taken from the picture (a 12-megapixel photo is never
+    turned into one array for a face); when the face is much larger than the crop, that region
+    is area-downscaled first: bilinear warping alone would alias (a 600 px face into 128 px)."""
+    width, height = _dimensions(picture)
     lo, hi = _source_bounds(matrix, size)
-    height, width = rgb.shape[:2]
-    x0 = int(np.clip(np.floor(lo[0]), 0, width - 1))
-    y0 = int(np.clip(np.floor(lo[1]), 0, height - 1))
-    x1 = int(np.clip(np.ceil(hi[0]) + 1, x0 + 1, width))
-    y1 = int(np.clip(np.ceil(hi[1]) + 1, y0 + 1, height))
-    factor = min(1.0, 2.0 * scale)
-    region = rgb[y0:y1, x0:x1]
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    if scale >= 0.5:
+        # Bilinear reads the 2 x 2 pixels around each point: the bounds, and a pixel to spare.
+        x0, y0, x1, y1 = _clipped(np.floor(lo) - 1, np.ceil(hi) + 2, width, height)
+        local = matrix.copy()
+        local[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([x0, y0], np.float64)
+        inside = _inside_picture(matrix, width, height, size)
+        return _WarpSource(_region(picture, (x0, y0, x1, y1)), local, inside)
+    x0, y0, x1, y1 = _clipped(np.floor(lo), np.ceil(hi) + 1, width, height)
+    region = _region(picture, (x0, y0, x1, y1))
+    factor = 2.0 * scale
     out = (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor)))
-    reduced = region if factor == 1.0 else cv2.resize(region, out, interpolation=cv2.INTER_AREA)
+    reduced = cv2.resize(region, out, interpolation=cv2.INTER_AREA)
     fx, fy = out[0] / region.shape[1], out[1] / region.shape[0]
     # Crop coordinates from reduced ones: undo the resize, then the offset, then the warp.
     to_source = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]], np.float64)
-    return reduced, (np.vstack([matrix, [0, 0, 1]]) @ to_source)[:2]
+    local = (np.vstack([matrix, [0, 0, 1]]) @ to_source)[:2]
+    inside = _inside_picture(local, reduced.shape[1], reduced.shape[0], size)
+    return _WarpSource(reduced, local, inside)
+
+
+def _dimensions(picture: np.ndarray | Image.Image) -> tuple[int, int]:
+    if isinstance(picture, Image.Image):
+        return picture.size
+    return picture.shape[1], picture.shape[0]
+
+
+def _clipped(lo: np.ndarray, hi: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) inside the picture and at least one pixel large."""
+    x0 = int(np.clip(lo[0], 0, width - 1))
+    y0 = int(np.clip(lo[1], 0, height - 1))
+    x1 = int(np.clip(hi[0], x0 + 1, width))
+    y1 = int(np.clip(hi[1], y0 + 1, height))
+    return x0, y0, x1, y1
+
+
+def _region(picture: np.ndarray | Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The picture's pixels in box (x0, y0, x1, y1) as a contiguous (h, w, 3) array."""
+    x0, y0, x1, y1 = box
+    if isinstance(picture, Image.Image):
+        return np.asarray(picture.crop(box))
+    return np.ascontiguousarray(picture[y0:y1, x0:x1])
 
 
 def _inside_picture(matrix: np.ndarray, width: int, height: int, size: int) -> np.ndarray:

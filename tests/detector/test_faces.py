@@ -200,3 +200,107 @@ def test_a_reduced_decode_finds_the_same_faces_as_a_full_one() -> None:
     for a, b in zip(*by_x, strict=True):
         # Within a few pixels for ~700 px faces in a 5,120 x 1,920 picture decoded at half size.
         assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.w - b.w), abs(a.h - b.h)) < 4
+
+
+@pytest.mark.parametrize("face_side", [60, 220, 900])  # bilinear, and area-reduced first
+def test_a_face_read_from_the_pillow_image_equals_the_one_from_its_array(face_side: int) -> None:
+    # Views cut each face from only its region of the decoded Pillow image; the crop must be
+    # the one the whole array gives, pixel for pixel (training saw those).
+    rgb = np.random.default_rng(face_side).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)
+    for left, top in ((0, 0), (700, 400), (2000 - face_side, 1500 - face_side)):
+        marks = tuple((x * face_side + left, y * face_side + top) for x, y in TEMPLATE.tolist())
+        box = FaceBox(left, top, face_side, face_side, 0.9, marks)
+        from_array = align(rgb, box, 224, FaceOptions())
+        from_image = align(Image.fromarray(rgb), box, 224, FaceOptions())
+        assert np.array_equal(from_image.pixels, from_array.pixels)
+        assert (from_image.padded, from_image.zoom) == (from_array.padded, from_array.zoom)
+
+
+@needs_dataset
+def test_a_large_photos_views_come_from_a_reduced_copy_and_the_face_regions() -> None:
+    # A 5,120 x 1,920 group photo for a patch model: the face search and the whole view read a
+    # box-reduced copy, the faces and the patch the full-resolution pixels of their regions.
+    # Same faces as a search of the full picture (boxes within a few pixels), and never an
+    # array of the whole picture: the reduced copy's, then one face region's at a time
+    # (Pillow's tobytes holds each twice while it copies; still half the picture's).
+    import tracemalloc
+
+    from detector.imageio import whole_view
+    from detector.views import ViewSpec, reduced_copy
+
+    picture_rgb, _ = _group_picture(_dataset_faces(3))
+    big = cv2.resize(picture_rgb, None, fx=5, fy=5, interpolation=cv2.INTER_LINEAR)
+    picture = decode_picture(_jpeg(big), None, LoadLimits())
+    finder = FaceFinder(FaceOptions(detect_size=640))
+    spec = ViewSpec(224, finder, patch=True)
+    assert reduced_copy(picture.image, 224, 640).factor == 2
+
+    tracemalloc.start()
+    views = spec.of(picture)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full_rgb = picture.rgb
+    assert peak < full_rgb.nbytes * 0.55, f"{peak:,} bytes for a {full_rgb.nbytes:,}-byte picture"
+
+    full = sorted(finder.find(full_rgb), key=lambda b: b.x)
+    found = sorted(views.faces, key=lambda f: f.box.x)
+    assert len(found) == len(full) == 3
+    for face, box in zip(found, full, strict=True):
+        assert max(abs(face.box.x - box.x), abs(face.box.y - box.y), abs(face.box.w - box.w)) < 4
+        # The crop is the full-resolution one for the box the search gave.
+        assert np.array_equal(face.pixels, align(full_rgb, face.box, 224, finder.options).pixels)
+    first = views.faces[0].box
+    cx, cy = round(first.x + first.w / 2 - 112), round(first.y + first.h / 2 - 112)
+    assert views.patch is not None
+    assert np.array_equal(views.patch, full_rgb[cy : cy + 224, cx : cx + 224])
+    exact = whole_view(picture.image, 224).astype(int)
+    assert np.abs(views.whole.astype(int) - exact).mean() < 1.0
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The work sizes decode_views asks the decoder for, in order."""
+    from detector import views as views_module
+
+    decodes: list[int | None] = []
+    original = views_module.decode_picture
+
+    def counting(data: bytes, work: int | None, limits: LoadLimits) -> object:
+        decodes.append(work)
+        return original(data, work, limits)
+
+    monkeypatch.setattr(views_module, "decode_picture", counting)
+    return decodes
+
+
+@needs_dataset
+def test_a_small_face_in_a_reduced_decode_is_cut_again_from_a_sharper_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A model without a patch decodes a 4,096 x 3,072 JPEG at 1/4 in the DCT; its 256 px faces
+    # would then have 64 px for a 128 px crop. They are cut again from the sharpest decode
+    # they need (here the full one), and their boxes stay those the reduced search found.
+    faces = _dataset_faces(2)
+    canvas = np.full((3072, 4096, 3), 100, np.uint8)
+    canvas[1000:1256, 1000:1256] = faces[0]
+    canvas[1500:1756, 2600:2856] = faces[1]
+    data = _jpeg(canvas)
+    decodes = _count_decodes(monkeypatch)
+    finder = FaceFinder(FaceOptions(detect_size=640))
+    views = decode_views(data, 128, LoadLimits(), finder)
+    assert decodes == [512, None]  # reduced for the search, then full for the faces
+    full = decode_picture(data, None, LoadLimits())
+    assert len(views.faces) == 2
+    for face in views.faces:
+        assert np.array_equal(face.pixels, align(full.image, face.box, 128, finder.options).pixels)
+        assert 100 < face.box.w < 256  # in source pixels (the faces are 256 px photos)
+
+
+@needs_dataset
+def test_large_faces_in_a_reduced_decode_need_no_second_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picture, _ = _group_picture(_dataset_faces(3))
+    big = _jpeg(cv2.resize(picture, None, fx=5, fy=5, interpolation=cv2.INTER_LINEAR))
+    decodes = _count_decodes(monkeypatch)
+    views = decode_views(big, 128, LoadLimits(), FaceFinder(FaceOptions(detect_size=640)))
+    assert len(views.faces) == 3 and decodes == [512]

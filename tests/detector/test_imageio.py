@@ -404,12 +404,12 @@ def test_sha256_bytes() -> None:
     [("RGB", "JPEG", 1), ("RGB", "JPEG", 6), ("RGBA", "PNG", 1), ("L", "PNG", 1),
      ("P", "GIF", 1), ("RGB", "WEBP", 1)],
 )  # fmt: skip
-def test_the_whole_view_from_the_decoders_image_equals_the_one_from_its_pixels(
+def test_a_picture_stays_the_decoders_rgb_image_and_its_array_is_that_image(
     mode: str, fmt: str, orientation: int
 ) -> None:
-    # The whole view is resized from the Pillow image the decoder made (no numpy round trip);
-    # it must be exactly what resizing the picture's pixels gives, as training saw it.
-    from detector.imageio import Picture, decode_picture, whole_view
+    # Views read the Pillow image the decoder made (no 12-megapixel numpy round trip); the
+    # array callers ask for is exactly its pixels, and the whole view is the same from either.
+    from detector.imageio import decode_picture, whole_view
 
     noise = np.random.default_rng(2).integers(0, 256, (300, 420, 3), dtype=np.uint8)
     image = Image.fromarray(noise).convert(mode)
@@ -417,7 +417,8 @@ def test_the_whole_view_from_the_decoders_image_equals_the_one_from_its_pixels(
     exif[0x0112] = orientation
     data = encode(image, fmt, exif=exif.tobytes()) if fmt == "JPEG" else encode(image, fmt)
     picture = decode_picture(data, None, LIMITS)
-    assert picture.image is not None
-    plain = Picture(picture.rgb, picture.source_width, picture.source_height, picture.format)
-    assert np.array_equal(whole_view(picture, 64), whole_view(plain, 64))
-    assert np.array_equal(np.asarray(picture.image), picture.rgb)
+    assert picture.image.mode == "RGB"
+    rgb = picture.rgb
+    assert rgb.shape == (picture.source_height, picture.source_width, 3)
+    assert np.array_equal(np.asarray(picture.image), rgb)
+    assert np.array_equal(whole_view(picture.image, 64), whole_view(Image.fromarray(rgb), 64))
