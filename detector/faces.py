@@ -220,12 +220,10 @@ def _mask(size: int, oval: tuple[float, float]) -> np.ndarray:
         return _MASKS[key]
 
 
-def align(
-    picture: np.ndarray | Image.Image, box: FaceBox, size: int, options: FaceOptions
-) -> AlignedFace:
+def align(picture: Image.Image, box: FaceBox, size: int, options: FaceOptions) -> AlignedFace:
     """Warp one face into the canonical pose at `size` px, oval-masked, from an RGB picture
-    (an (H, W, 3) array, or a Pillow image of which only the face's region is read)."""
-    width, height = _dimensions(picture)
+    (only the face's region of it is read)."""
+    width, height = picture.size
     aligned = similarity(np.array(box.landmarks, dtype=np.float32), size, options.face_scale)
     matrix = fit_inside(aligned, width, height, size)
     zoom = float(np.hypot(*matrix[0, :2]) / np.hypot(*aligned[0, :2]))
@@ -285,37 +283,34 @@ class _WarpSource:
     inside: np.ndarray
 
 
-def _warp_source(picture: np.ndarray | Image.Image, matrix: np.ndarray, size: int) -> _WarpSource:
+def _warp_source(picture: Image.Image, matrix: np.ndarray, size: int) -> _WarpSource:
     """Only the region the crop reads is taken from the picture (a 12-megapixel photo is never
     turned into one array for a face); when the face is much larger than the crop, that region
     is area-downscaled first: bilinear warping alone would alias (a 600 px face into 128 px)."""
-    width, height = _dimensions(picture)
+    width, height = picture.size
     lo, hi = _source_bounds(matrix, size)
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
     if scale >= 0.5:
         # Bilinear reads the 2 x 2 pixels around each point: the bounds, and a pixel to spare.
-        x0, y0, x1, y1 = _clipped(np.floor(lo) - 1, np.ceil(hi) + 2, width, height)
+        box = _clipped(np.floor(lo) - 1, np.ceil(hi) + 2, width, height)
         local = matrix.copy()
-        local[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([x0, y0], np.float64)
+        local[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array(box[:2], np.float64)
         inside = _inside_picture(matrix, width, height, size)
-        return _WarpSource(_region(picture, (x0, y0, x1, y1)), local, inside)
-    x0, y0, x1, y1 = _clipped(np.floor(lo), np.ceil(hi) + 1, width, height)
-    region = _region(picture, (x0, y0, x1, y1))
+        return _WarpSource(np.asarray(picture.crop(box)), local, inside)
+    x0, y0, x1, y1 = box = _clipped(np.floor(lo), np.ceil(hi) + 1, width, height)
     factor = 2.0 * scale
-    out = (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor)))
+    out = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
+    # A region over twice the size it is reduced to is box-reduced by a whole step while it is
+    # read (Pillow's reduce): never for a picture of up to 896 px, so never in training.
+    step = max(1, int(1.0 / factor))
+    region = np.asarray(picture.reduce(step, box) if step > 1 else picture.crop(box))
     reduced = cv2.resize(region, out, interpolation=cv2.INTER_AREA)
     fx, fy = out[0] / region.shape[1], out[1] / region.shape[0]
     # Crop coordinates from reduced ones: undo the resize, then the offset, then the warp.
-    to_source = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]], np.float64)
+    to_source = np.array([[step / fx, 0, x0], [0, step / fy, y0], [0, 0, 1]], np.float64)
     local = (np.vstack([matrix, [0, 0, 1]]) @ to_source)[:2]
     inside = _inside_picture(local, reduced.shape[1], reduced.shape[0], size)
     return _WarpSource(reduced, local, inside)
-
-
-def _dimensions(picture: np.ndarray | Image.Image) -> tuple[int, int]:
-    if isinstance(picture, Image.Image):
-        return picture.size
-    return picture.shape[1], picture.shape[0]
 
 
 def _clipped(lo: np.ndarray, hi: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
@@ -325,14 +320,6 @@ def _clipped(lo: np.ndarray, hi: np.ndarray, width: int, height: int) -> tuple[i
     x1 = int(np.clip(hi[0], x0 + 1, width))
     y1 = int(np.clip(hi[1], y0 + 1, height))
     return x0, y0, x1, y1
-
-
-def _region(picture: np.ndarray | Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The picture's pixels in box (x0, y0, x1, y1) as a contiguous (h, w, 3) array."""
-    x0, y0, x1, y1 = box
-    if isinstance(picture, Image.Image):
-        return np.asarray(picture.crop(box))
-    return np.ascontiguousarray(picture[y0:y1, x0:x1])
 
 
 def _inside_picture(matrix: np.ndarray, width: int, height: int, size: int) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_a_tight_crop_is_moved_inside_the_picture_never_padded() -> None:
     rgb = np.random.default_rng(1).integers(0, 256, (100, 100, 3), dtype=np.uint8)
     marks = ((30, 38), (70, 38), (50, 58), (34, 78), (66, 78))
     box = FaceBox(5, 5, 90, 95, 0.9, marks)
-    face = align(rgb, box, 64, FaceOptions(face_scale=0.75))
+    face = align(Image.fromarray(rgb), box, 64, FaceOptions(face_scale=0.75))
     assert face.padded == 0.0 and face.zoom > 1.0
     # Only the fixed oval mask is grey: the same pixels in every crop, whatever the source.
     corners = face.pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
@@ -138,7 +138,9 @@ def test_a_face_much_larger_than_the_crop_is_reduced_before_warping() -> None:
     stripes = np.zeros((1200, 1200, 3), np.uint8)
     stripes[:, ::2] = 255
     marks = tuple((x * 1000 + 100, y * 1000 + 100) for x, y in TEMPLATE.tolist())
-    face = align(stripes, FaceBox(100, 100, 1000, 1000, 0.9, marks), 32, FaceOptions())
+    face = align(
+        Image.fromarray(stripes), FaceBox(100, 100, 1000, 1000, 0.9, marks), 32, FaceOptions()
+    )
     centre = face.pixels[12:20, 12:20].astype(float)
     assert abs(centre.mean() - 127.5) < 20 and centre.std() < 20
 
@@ -161,10 +163,10 @@ def test_a_face_in_a_strip_wider_than_opencv_warps_is_cut_from_its_region() -> N
     strip = rng.integers(0, 256, (120, 33_000, 3), dtype=np.uint8)
     marks = tuple((x * 80 + 20_010, y * 80 + 20) for x, y in TEMPLATE.tolist())
     box = FaceBox(20_000, 10, 100, 100, 0.9, marks)
-    face = align(strip, box, 64, FaceOptions())
+    face = align(Image.fromarray(strip), box, 64, FaceOptions())
     local = strip[:, 19_000:21_000]
     shifted = FaceBox(1_000, 10, 100, 100, 0.9, tuple((x - 19_000, y) for x, y in marks))
-    expected = align(local, shifted, 64, FaceOptions())
+    expected = align(Image.fromarray(local), shifted, 64, FaceOptions())
     assert face.pixels.shape == (64, 64, 3)
     assert np.abs(face.pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
 
@@ -202,18 +204,39 @@ def test_a_reduced_decode_finds_the_same_faces_as_a_full_one() -> None:
         assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.w - b.w), abs(a.h - b.h)) < 4
 
 
-@pytest.mark.parametrize("face_side", [60, 220, 900])  # bilinear, and area-reduced first
-def test_a_face_read_from_the_pillow_image_equals_the_one_from_its_array(face_side: int) -> None:
-    # Views cut each face from only its region of the decoded Pillow image; the crop must be
-    # the one the whole array gives, pixel for pixel (training saw those).
+@pytest.mark.parametrize("face_side", [60, 220])  # upsampled, and downsampled by bilinear
+def test_a_face_cut_from_its_region_is_the_warp_of_the_whole_picture(face_side: int) -> None:
+    # Views cut each face from only its region of the decoded picture; the crop must be what
+    # warping the whole picture gives, pixel for pixel (what the bundled model was trained on).
     rgb = np.random.default_rng(face_side).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)
+    options = FaceOptions()
     for left, top in ((0, 0), (700, 400), (2000 - face_side, 1500 - face_side)):
         marks = tuple((x * face_side + left, y * face_side + top) for x, y in TEMPLATE.tolist())
-        box = FaceBox(left, top, face_side, face_side, 0.9, marks)
-        from_array = align(rgb, box, 224, FaceOptions())
-        from_image = align(Image.fromarray(rgb), box, 224, FaceOptions())
-        assert np.array_equal(from_image.pixels, from_array.pixels)
-        assert (from_image.padded, from_image.zoom) == (from_array.padded, from_array.zoom)
+        face = align(Image.fromarray(rgb), FaceBox(left, top, 9, 9, 0.9, marks), 224, options)
+        matrix = fit_inside(similarity(np.array(marks, np.float32), 224, options.face_scale),
+                            2000, 1500, 224)  # fmt: skip
+        whole = cv2.warpAffine(rgb, matrix, (224, 224), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(FILL,) * 3)  # fmt: skip
+        oval = face.pixels != FILL
+        assert oval.mean() > 0.5 and np.array_equal(face.pixels[oval], whole[oval])
+
+
+def test_a_face_far_larger_than_its_crop_is_read_reduced_from_its_region_alone() -> None:
+    # A 1,200 px face for a 224 px crop: its region is box-reduced while it is read. Nothing
+    # outside that region counts: blanking the rest of the picture changes no pixel.
+    rgb = np.random.default_rng(5).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    marks = tuple((x * 1200 + 900, y * 1200 + 400) for x, y in TEMPLATE.tolist())
+    box = FaceBox(900, 400, 1200, 1200, 0.9, marks)
+    face = align(Image.fromarray(rgb), box, 224, FaceOptions())
+    blank = np.zeros_like(rgb)
+    blank[100:1900, 600:2400] = rgb[100:1900, 600:2400]  # the face with a generous margin
+    assert np.array_equal(
+        align(Image.fromarray(blank), box, 224, FaceOptions()).pixels, face.pixels
+    )
+    # And it is the face at that scale: close to area-reducing the whole picture first.
+    small = Image.fromarray(cv2.resize(rgb, (1500, 1000), interpolation=cv2.INTER_AREA))
+    halved = align(small, box.scaled(0.5), 224, FaceOptions())
+    assert np.abs(halved.pixels.astype(int) - face.pixels.astype(int)).mean() < 8
 
 
 @needs_dataset
@@ -248,7 +271,9 @@ def test_a_large_photos_views_come_from_a_reduced_copy_and_the_face_regions() ->
     for face, box in zip(found, full, strict=True):
         assert max(abs(face.box.x - box.x), abs(face.box.y - box.y), abs(face.box.w - box.w)) < 4
         # The crop is the full-resolution one for the box the search gave.
-        assert np.array_equal(face.pixels, align(full_rgb, face.box, 224, finder.options).pixels)
+        assert np.array_equal(
+            face.pixels, align(picture.image, face.box, 224, finder.options).pixels
+        )
     first = views.faces[0].box
     cx, cy = round(first.x + first.w / 2 - 112), round(first.y + first.h / 2 - 112)
     assert views.patch is not None
@@ -304,3 +329,47 @@ def test_large_faces_in_a_reduced_decode_need_no_second_decode(
     decodes = _count_decodes(monkeypatch)
     views = decode_views(big, 128, LoadLimits(), FaceFinder(FaceOptions(detect_size=640)))
     assert len(views.faces) == 3 and decodes == [512]
+
+
+_BATCH_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from detector.faces import FaceFinder, FaceOptions
+from detector.imageio import LoadLimits
+from detector.views import ViewSpec
+
+spec = ViewSpec(224, FaceFinder(FaceOptions()), patch=True)
+files = sorted(Path(sys.argv[1]).glob("*.jpg"))
+spec.decode(files[0].read_bytes(), LoadLimits())  # warm-up: one photo's own peak
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+faces = sum(len(spec.decode(f.read_bytes(), LoadLimits()).faces) for f in files[1:])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after, faces)
+"""
+
+
+@needs_dataset
+def test_a_batch_of_phone_photos_is_screened_in_the_memory_of_one(tmp_path: Path) -> None:
+    # Eight 4032 x 3024 photos with three faces each, screened one after another in a fresh
+    # process: the peak resident size after the first photo must not grow with the batch
+    # (a decoded photo is 36-48 MB; keeping any of them would add that per photo).
+    import subprocess
+    import sys
+
+    faces = _dataset_faces(4)
+    rng = np.random.default_rng(6)
+    for k in range(8):
+        scene = cv2.resize(faces[k % 4], (4032, 3024), interpolation=cv2.INTER_LINEAR)
+        for j in range(3):
+            face = cv2.resize(faces[(k + j + 1) % 4], (800, 800), interpolation=cv2.INTER_CUBIC)
+            scene[1000:1800, 400 + 1200 * j : 1200 + 1200 * j] = face
+        noisy = np.clip(scene.astype(np.int16) + rng.integers(-3, 4, scene.shape), 0, 255)
+        (tmp_path / f"photo{k}.jpg").write_bytes(_jpeg(noisy.astype(np.uint8)))
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _BATCH_SCRIPT, str(tmp_path)],
+        cwd=root, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    before_kb, after_kb, found = map(int, out.stdout.split())
+    assert found >= 7 * 3
+    assert after_kb - before_kb < 40 * 1024, f"peak grew {(after_kb - before_kb) / 1024:.0f} MB"
