@@ -126,3 +126,36 @@ def test_one_upload_on_an_idle_daemon_does_not_wait_out_the_batch_window(
     with running_daemon(settings):
         image_factory(deployment.inbox / "one.jpg", color=BRIGHT, seed=1, noise=4.0)
         wait_until(lambda: len(deployment.verdicts()) == 1, timeout=45, what="its verdict")
+
+
+def test_a_batchs_pictures_are_freed_when_it_is_done_without_the_cycle_collector(
+    deployment: Deployment, image_factory: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retry controller made per batch, with the batch in its closures, sat in a reference
+    # cycle: every batch's views stayed alive until the cyclic collector ran, and the peak
+    # memory grew with the backlog. With the collector off, every batch but the one in hand
+    # must be freed by reference counting alone.
+    import gc
+    import weakref
+
+    batches: list[list[weakref.ref[np.ndarray]]] = []
+    screen = Batcher.screen
+
+    def recording(self: Batcher, items: list[Any], active: Any) -> Any:
+        batches.append([weakref.ref(item.views.whole) for item in items])
+        return screen(self, items, active)
+
+    monkeypatch.setattr(Batcher, "screen", recording)
+    settings = deployment.write_config(on_verdict="keep")
+    gc.disable()
+    try:
+        with running_daemon(settings):
+            for n in range(24):
+                image_factory(deployment.inbox / f"p{n}.jpg", color=BRIGHT, seed=n, noise=4.0)
+                time.sleep(0.02)
+            wait_until(lambda: len(deployment.verdicts()) == 24, what="24 verdicts")
+            assert len(batches) >= 2
+            alive = [sum(ref() is not None for ref in batch) for batch in batches[:-1]]
+            assert alive == [0] * len(alive)
+    finally:
+        gc.enable()
