@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+import cv2
+
 from detector.imageio import LoadLimits
 from storage.db import Database
 from watcher.batcher import Batcher
@@ -89,6 +91,10 @@ class Pipeline:
         if metrics is not None:
             metrics.watch_queue(lambda: self.writer.in_flight)
         limits = LoadLimits(max_bytes=d.max_file_bytes, max_pixels=d.max_pixels)
+        # The decode workers are the pipeline's parallelism beside the model's own threads;
+        # OpenCV's thread pool inside each of them (resizes, YuNet) only oversubscribed the
+        # cores. The setting is process-wide and OpenCV's only.
+        cv2.setNumThreads(1)
         self.decoders = [
             DecodeWorker(
                 f"decoder-{n}",
