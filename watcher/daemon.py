@@ -21,7 +21,7 @@ from watcher.metrics import ServiceMetrics
 from watcher.models_watch import ActiveModel, ModelWatcher
 from watcher.observers import RootWatches
 from watcher.pipeline import Pipeline, default_worker_id
-from watcher.settings import Settings
+from watcher.settings import Settings, service_state_paths
 from watcher.threads import WAKE_S, Worker
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Daemon:
             )
         self.intake = Intake(
             self.roots,
-            PathFilter(w.ignore, excluded=(Path(w.output),)),
+            PathFilter(w.ignore, excluded=(Path(w.output), *service_state_paths(settings))),
             tracker,
             self.pipeline.submit,
             quiet_period_s=w.quiet_period_s,

@@ -73,8 +73,9 @@ class PathFilter:
         lowered = name.lower()
         return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in self._patterns)
 
-    def excluded_dir(self, path: Path) -> bool:
-        """True for the output folder (it may sit inside an inbox) and anything below it."""
+    def excluded(self, path: Path) -> bool:
+        """True for an excluded file or folder (the output folder, which may sit inside an
+        inbox, and the service's own state) and anything below it."""
         return any(path == ex or ex in path.parents for ex in self._excluded)
 
     def accepts(self, path: Path, root: Path) -> bool:
@@ -85,7 +86,7 @@ class PathFilter:
             return False
         if not parts or any(self.ignored_name(part) for part in parts):
             return False
-        return not self.excluded_dir(path)
+        return not self.excluded(path)
 
 
 def walk_files(root: Path, path_filter: PathFilter) -> Iterator[Path]:
@@ -108,9 +109,11 @@ def walk_files(root: Path, path_filter: PathFilter) -> Iterator[Path]:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
+                if path_filter.excluded(path):
+                    continue
                 if not is_dir:
                     yield path
-                elif not path_filter.excluded_dir(path):
+                else:
                     subfolders.append(path)
         stack.extend(sorted(subfolders, reverse=True))
 

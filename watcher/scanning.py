@@ -17,7 +17,7 @@ from watcher.intake import PathFilter, walk_files
 from watcher.messages import ORIGIN_SCAN, Discovered, Verdict
 from watcher.models_watch import open_initial_model
 from watcher.pipeline import Pipeline, scan_worker_id
-from watcher.settings import Settings
+from watcher.settings import Settings, service_state_paths
 from watcher.threads import WAKE_S, Worker
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,8 @@ def run_scan(
         settings, db, active, worker_id=scan_worker_id(), scan=True, on_final=results.put
     )
     credits = threading.Semaphore(max(4 * settings.watcher.queue_size, 64))
-    feeder = ScanFeeder(targets, PathFilter(settings.watcher.ignore), pipeline.submit, credits)
+    path_filter = PathFilter(settings.watcher.ignore, excluded=service_state_paths(settings))
+    feeder = ScanFeeder(targets, path_filter, pipeline.submit, credits)
     tally = ScanTally()
     pipeline.start()
     feeder.start()

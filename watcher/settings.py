@@ -18,6 +18,7 @@ from typing import Any
 from detector.config import DetectorConfig
 from reports.config import ReportsConfig
 from storage.config import StorageConfig
+from storage.db import sqlite_path
 from training.config import TrainingConfig
 from watcher.config import ApiConfig, SchedulerConfig, WatcherConfig
 
@@ -43,6 +44,9 @@ class Settings:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
 
+
+# What SQLite writes beside a database file while it is in use.
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _TABLES: dict[str, type[Any]] = {
     "watcher": WatcherConfig,
@@ -182,3 +186,14 @@ def _resolve_storage_url(cfg: StorageConfig, base_dir: Path) -> StorageConfig:
         if rest and rest != ":memory:" and not rest.startswith("file:"):
             return dataclasses.replace(cfg, url=prefix + str(base_dir / rest))
     return cfg
+
+
+def service_state_paths(settings: Settings) -> tuple[Path, ...]:
+    """Where the service keeps its own state: the SQLite database (with its journal files),
+    the reports, the model store and the API's uploads. A folder being screened may hold them
+    (`scan .` in the service's own folder); they are never pictures to screen."""
+    paths = [settings.reports.dir, settings.detector.model_store, settings.api.upload_dir]
+    database = sqlite_path(settings.storage.url)
+    if database is not None:
+        paths += [database, *(database.with_name(database.name + s) for s in _SQLITE_SIDE_FILES)]
+    return tuple(path.resolve() for path in paths)

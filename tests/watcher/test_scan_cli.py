@@ -197,3 +197,21 @@ def test_file_scanned_in_place_is_still_sorted_by_serve(
     assert main(["--config", str(deployment.config), "serve", "--once"]) == 0
     assert not path.exists()
     assert (settings.watcher.output / "ai" / "seen.jpg").is_file()
+
+
+def test_scanning_the_services_own_folder_skips_its_state(
+    deployment: Deployment, image_factory: ImageFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `scan .` where the service keeps its database, reports and models: a report's chart or
+    # the database is not a picture anyone dropped; the picture and any other file are.
+    image_factory(deployment.root / "photos" / "a.jpg", color=(230, 230, 230))
+    image_factory(deployment.root / "var" / "reports" / "chart.png", color=(9, 9, 9), fmt="PNG")
+    image_factory(deployment.root / "var" / "models" / "sample.png", color=(9, 9, 9), fmt="PNG")
+    (deployment.root / "notes.txt").write_text("not a picture")
+    assert main(["--config", str(deployment.config), "scan", "--json", str(deployment.root)]) == 0
+    screened = {
+        Path(json.loads(line)["path"]).name for line in capsys.readouterr().out.splitlines()
+    }
+    assert {"a.jpg", "notes.txt", "config.toml"} <= screened
+    assert not screened & {"chart.png", "sample.png"}
+    assert not any(name.startswith("db.sqlite") for name in screened)
