@@ -18,7 +18,6 @@ from typing import Any
 from detector.config import DetectorConfig
 from reports.config import ReportsConfig
 from storage.config import StorageConfig
-from storage.db import sqlite_path
 from training.config import TrainingConfig
 from watcher.config import ApiConfig, SchedulerConfig, WatcherConfig
 
@@ -192,6 +191,10 @@ def service_state_paths(settings: Settings) -> tuple[Path, ...]:
     """Where the service keeps its own state: the SQLite database (with its journal files),
     the reports, the model store and the API's uploads. A folder being screened may hold them
     (`scan .` in the service's own folder); they are never pictures to screen."""
+    # Imported here: storage.db pulls in SQLAlchemy (0.2 s), which loading settings (every CLI
+    # command, --help included) does not otherwise need.
+    from storage.db import sqlite_path
+
     paths = [settings.reports.dir, settings.detector.model_store, settings.api.upload_dir]
     database = sqlite_path(settings.storage.url)
     if database is not None:
